@@ -1,0 +1,1 @@
+"""Benchmarks of the dispatcher worker: throughput, rate-limit accuracy, adaptation, memory (`make bench`)."""

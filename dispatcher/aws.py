@@ -1,0 +1,82 @@
+"""AWS stage: one aiobotocore client per (service, region), and a call with a total deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore import xform_name
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from botocore.model import OperationModel
+
+    from dispatcher.envelope import Job
+
+
+@dataclass(frozen=True, slots=True)
+class AwsAnswer:
+    """A successful call: the response without `ResponseMetadata`, and how long it took."""
+
+    response: dict[str, Any]
+    request_id: str | None
+    http_status: int | None
+    duration_s: float
+
+
+class AwsClients:
+    """Owns every client for the worker's lifetime; created at start-up, closed at shutdown.
+
+    Credentials, region and endpoints come from the standard AWS chain (`AWS_ENDPOINT_URL`,
+    `AWS_ENDPOINT_URL_<SERVICE>`, IRSA, Pod Identity, ...). botocore's own retries are off:
+    the dispatcher's policy is the only one that decides when AWS is called again.
+    """
+
+    def __init__(self, *, pool_size: int, connect_timeout_s: float, call_timeout_s: float) -> None:
+        self._config = AioConfig(
+            retries={"total_max_attempts": 1},
+            max_pool_connections=pool_size,
+            connect_timeout=connect_timeout_s,
+            read_timeout=call_timeout_s,
+        )
+        self._call_timeout_s = call_timeout_s
+        self._stack = AsyncExitStack()
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    async def open(self, services: Iterable[str], regions: Iterable[str]) -> None:
+        """Create every client now: creation is slow and blocks the loop, so never per message."""
+        session = get_session()
+        for region in regions:
+            for service in services:
+                client = session.create_client(service, region_name=region, config=self._config)
+                self._clients[(service, region)] = await self._stack.enter_async_context(client)
+
+    async def close(self) -> None:
+        """Close every client and its connection pool."""
+        await self._stack.aclose()
+        self._clients.clear()
+
+    def operation_model(self, service: str, operation: str, region: str) -> OperationModel:
+        """botocore's model of an operation, for error classification."""
+        return self._clients[(service, region)].meta.service_model.operation_model(operation)
+
+    async def start(self, job: Job) -> AwsAnswer:
+        """Call AWS once for the job, bounded by a total deadline (botocore has none)."""
+        client = self._clients[(job.operation.service, job.region)]
+        method = getattr(client, xform_name(job.operation.name))
+        started = time.perf_counter()
+        async with asyncio.timeout(self._call_timeout_s):
+            response: dict[str, Any] = await method(**job.request)
+        meta = response.pop("ResponseMetadata", {})
+        return AwsAnswer(
+            response=response,
+            request_id=meta.get("RequestId"),
+            http_status=meta.get("HTTPStatusCode"),
+            duration_s=time.perf_counter() - started,
+        )

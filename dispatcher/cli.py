@@ -1,0 +1,165 @@
+"""The `dispatcher` command: worker, topology, submit, emulator, schema, dlq.
+
+Exit codes: 0 success, 1 operational failure, 2 usage or validation error. Errors are one
+sentence on stderr; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from dispatcher.errors import JobError
+
+app = typer.Typer(
+    name="dispatcher",
+    help="Start AWS jobs from RabbitMQ messages: validated, rate-limited, retried durably, never lost.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+EXIT_OPERATIONAL = 1
+EXIT_USAGE = 2
+_state = {"debug": False}
+
+
+class UsageError(Exception):
+    """Raised for a command line or input that cannot work; exit code 2."""
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:  # noqa: FBT002
+    _state["debug"] = debug
+
+
+def _settings(**overrides: Any) -> Any:  # noqa: ANN401 - Settings, imported late to keep --help fast
+    from dispatcher.settings import load_settings  # noqa: PLC0415
+
+    return load_settings(**overrides)
+
+
+@app.command()
+def run() -> None:
+    """Run the worker until SIGTERM/SIGINT, then drain in-flight jobs and exit 0.
+
+    Configuration comes from DISPATCHER_* variables (and DISPATCHER_CONFIG); AWS from the
+    standard chain (AWS_REGION, AWS_ENDPOINT_URL, credentials).
+    """
+    from dispatcher.health import start_health_server  # noqa: PLC0415
+    from dispatcher.logs import configure_logging  # noqa: PLC0415
+    from dispatcher.registry import default_registry  # noqa: PLC0415
+    from dispatcher.worker import Worker  # noqa: PLC0415
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def serve() -> None:
+        worker = Worker(settings, default_registry())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        runner = await start_health_server(lambda: worker.ready, settings.http_host, settings.http_port)
+        try:
+            await worker.run()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+@app.command()
+def topology() -> None:
+    """Declare every exchange and queue (idempotently) and exit."""
+    import aio_pika  # noqa: PLC0415
+
+    from dispatcher.registry import default_registry  # noqa: PLC0415
+    from dispatcher.topology import Names, declare_topology  # noqa: PLC0415
+
+    settings = _settings()
+
+    async def declare() -> None:
+        connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
+        async with connection:
+            channel = await connection.channel()
+            await declare_topology(
+                channel,
+                Names.from_settings(settings),
+                default_registry().routing_keys,
+                retry_delays_s=settings.retry_delays,
+                delivery_limit=settings.delivery_limit,
+                results_queue_enabled=settings.results_queue_enabled,
+            )
+
+    asyncio.run(declare())
+    err.print("topology declared")
+
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help="`job` (the job message) or `result`.")] = "job",
+) -> None:
+    """Print the JSON Schema of the job message (or of the result message)."""
+    from dispatcher.registry import default_registry  # noqa: PLC0415
+    from dispatcher.schema import job_schema, result_schema  # noqa: PLC0415
+
+    if kind not in {"job", "result"}:
+        msg = f"unknown schema {kind!r}: use `job` or `result`"
+        raise UsageError(msg)
+    document = job_schema(default_registry()) if kind == "job" else result_schema()
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@app.command()
+def emulator(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 4566,
+    faults: Annotated[
+        Path | None, typer.Option(help="JSON file of fault settings per operation (see docs/emulator.md).")
+    ] = None,
+) -> None:
+    """Serve a local stand-in for the five AWS operations (point AWS_ENDPOINT_URL at it)."""
+    from dispatcher.emulator import run_emulator  # noqa: PLC0415
+
+    run_emulator(host, port, faults)
+
+
+def main() -> None:
+    """Entry point: run the app and map errors to one sentence and an exit code."""
+    from dispatcher import cli_dlq, cli_submit  # noqa: F401, PLC0415 - register their commands
+
+    # The commands report broker errors themselves, in one sentence; aiormq's own lines are noise.
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        if _state["debug"]:
+            err.print_exception()
+        err.print("[red]error:[/red] ", end="")
+        err.print(_sentence(exc), markup=False, highlight=False)
+        sys.exit(EXIT_USAGE if _is_usage_error(exc) else EXIT_OPERATIONAL)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    return isinstance(exc, UsageError | ValidationError | JobError | FileNotFoundError)
+
+
+def _sentence(exc: BaseException) -> str:
+    if isinstance(exc, JobError):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, ValidationError):
+        from dispatcher.envelope import describe_errors  # noqa: PLC0415
+
+        return f"invalid configuration: {describe_errors(exc.errors(include_input=False))}"
+    text = str(exc) or type(exc).__name__
+    return text.rstrip(".")

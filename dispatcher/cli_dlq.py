@@ -1,0 +1,467 @@
+"""`dispatcher dlq`: list, show, replay, purge and export dead letters (docs/operators.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+from rich import box
+from rich.console import Console
+from rich.json import JSON
+from rich.progress import Progress
+from rich.table import Table
+from rich.text import Text
+
+from dispatcher.cli import EXIT_OPERATIONAL, UsageError, _settings, app, err
+from dispatcher.errors import Category
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from dispatcher.dead_letters import DeadLetter, LetterFilter
+    from dispatcher.dlq import Browse, Decision
+
+dlq_app = typer.Typer(
+    name="dlq",
+    help=(
+        "Operate the dead-letter queue (dispatcher.dead): list, show, replay, purge, export. "
+        "Every command reads each dead letter once and leaves the ones it does not act on in place, "
+        "in order. Run one at a time: a second command sees nothing of what the first holds. "
+        "Guide: docs/operators.md."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, short_help="Operate the dead-letter queue: list, show, replay, purge, export.")
+out = Console(highlight=False)
+FILTERS = "Filters (all given must match; a repeated option matches any of its values)"
+MESSAGE_COLUMN_CHARS = 60
+
+Service = Annotated[
+    list[str] | None, typer.Option("--service", help="botocore service, e.g. m2.", rich_help_panel=FILTERS)
+]
+Operation = Annotated[
+    list[str] | None,
+    typer.Option("--operation", help="StartBatchJob, or the routing key m2.StartBatchJob.", rich_help_panel=FILTERS),
+]
+Categories = Annotated[
+    list[Category] | None,
+    typer.Option("--category", help="Why it was dead-lettered.", rich_help_panel=FILTERS),
+]
+ErrorCode = Annotated[
+    list[str] | None,
+    typer.Option("--error-code", help="e.g. AccessDeniedException, InvalidParameters.", rich_help_panel=FILTERS),
+]
+OlderThan = Annotated[
+    str | None,
+    typer.Option(
+        "--older-than", help="Dead-lettered at least this long ago: 30s, 10m, 2h, 7d.", rich_help_panel=FILTERS
+    ),
+]
+NewerThan = Annotated[
+    str | None,
+    typer.Option(
+        "--newer-than", help="Dead-lettered at most this long ago: 30s, 10m, 2h, 7d.", rich_help_panel=FILTERS
+    ),
+]
+JobId = Annotated[
+    list[str] | None,
+    typer.Option("--job-id", help="The job's id (or message_id).", rich_help_panel=FILTERS),
+]
+Limit = Annotated[
+    int | None,
+    typer.Option(
+        "--limit", min=1, help="Only the first N matching dead letters, in queue order.", rich_help_panel=FILTERS
+    ),
+]
+
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Only list what would happen; change nothing.")]
+JsonLines = Annotated[bool, typer.Option("--json", help="JSON Lines (one object per dead letter) for scripts.")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Replay even dead letters that fail validation (or expired) as they are.")
+]
+Yes = Annotated[bool, typer.Option("--yes", help="Confirm: the matching dead letters are deleted for good.")]
+
+
+def _reflowed(command: Callable[..., None]) -> Callable[..., None]:
+    """Typer keeps a docstring's line breaks in --help: make each paragraph one line, for the terminal to wrap."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    command.__doc__ = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+    return command
+
+
+@dlq_app.command("list")
+@_reflowed
+def list_(
+    service: Service = None,
+    operation: Operation = None,
+    category: Categories = None,
+    error_code: ErrorCode = None,
+    older_than: OlderThan = None,
+    newer_than: NewerThan = None,
+    job_id: JobId = None,
+    limit: Limit = None,
+    as_json: JsonLines = False,  # noqa: FBT002
+) -> None:
+    """List dead letters, oldest first, with why they failed; the queue is left exactly as it was.
+
+    Example: dispatcher dlq list --category rejected --newer-than 1h
+    """
+    found = _browse(_filter(service, operation, category, error_code, older_than, newer_than, job_id), limit)
+    now = _now()
+    if as_json:
+        sys.stdout.buffer.write(b"".join(orjson.dumps(letter.summary(now)) + b"\n" for letter in found.letters))
+    elif found.letters:
+        out.print(_letters_table(found.letters, now))
+    err.print(f"listed {len(found.letters)} of {found.examined} dead letters")
+
+
+@dlq_app.command()
+@_reflowed
+def show(
+    job_id: Annotated[str, typer.Argument(help="The job's id (the body's job_id, else the AMQP message_id).")],
+) -> None:
+    """Show a dead letter in full: the error, AMQP properties, headers and body; the queue is left as it was."""
+    from dispatcher.dead_letters import LetterFilter  # noqa: PLC0415
+
+    found = _browse(LetterFilter(job_ids=frozenset({job_id})))
+    if not found.letters:
+        msg = f"none of the {found.examined} dead letters has job_id {job_id}"
+        raise LookupError(msg)
+    for number, letter in enumerate(found.letters, start=1):
+        if len(found.letters) > 1:
+            out.rule(f"dead letter {number} of {len(found.letters)}")
+        _show(letter)
+    err.print(f"shown {len(found.letters)} of {found.examined} dead letters")
+
+
+@dlq_app.command()
+@_reflowed
+def replay(
+    service: Service = None,
+    operation: Operation = None,
+    category: Categories = None,
+    error_code: ErrorCode = None,
+    older_than: OlderThan = None,
+    newer_than: NewerThan = None,
+    job_id: JobId = None,
+    limit: Limit = None,
+    dry_run: DryRun = False,  # noqa: FBT002
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate", min=0.01, help="At most this many jobs per second (default: as fast as the broker confirms)."
+        ),
+    ] = None,
+    force: Force = False,  # noqa: FBT002
+) -> None:
+    """Send matching dead letters back to the jobs exchange, to be run again.
+
+    Each copy goes to dispatcher.jobs with the job's original routing key, the same body and
+    message_id, no dead-letter headers and x-dispatcher-replays counted up; the dead letter is
+    deleted only once the broker confirmed the copy, so a replay stopped at any moment loses
+    nothing (at most the message in hand exists twice). A dead letter that would fail again as it
+    is (current schema, expired not_after) stays unless --force. unknown-outcome and
+    delivery-limit dead letters, which AWS may already have started, move only when their
+    category is named with --category.
+
+    The job_id is kept, so idempotency tokens and the start ledger do not start a job twice: to
+    deliberately run again a job that already started, submit it with a NEW job_id instead.
+
+    Example: dispatcher dlq replay --operation m2.StartBatchJob --error-code AccessDeniedException --rate 20
+    """
+    from dispatcher.dlq import FAILED, KEPT, WOULD_MOVE  # noqa: PLC0415
+    from dispatcher.dlq import replay as replay_letters  # noqa: PLC0415
+    from dispatcher.envelope import Decoder  # noqa: PLC0415
+    from dispatcher.registry import default_registry  # noqa: PLC0415
+    from dispatcher.topology import Names  # noqa: PLC0415
+
+    letter_filter = _filter(service, operation, category, error_code, older_than, newer_than, job_id)
+    settings = _settings()
+    names = Names.from_settings(settings)
+    decoder = Decoder(default_registry(), settings.region, settings.enabled_regions, settings.max_message_bytes)
+    with _progress("dry run" if dry_run else "replaying") as progress:
+        report = asyncio.run(
+            replay_letters(
+                settings.amqp_url.get_secret_value(),
+                dead_queue=names.dead_queue,
+                jobs_exchange=names.jobs_exchange,
+                letter_filter=letter_filter,
+                decoder=decoder,
+                publish_timeout_s=settings.publish_timeout_s,
+                force=force,
+                dry_run=dry_run,
+                limit=limit,
+                rate_per_s=rate,
+                progress=progress,
+            )
+        )
+    if report.decisions:
+        out.print(_decisions_table(report.decisions))
+    if dry_run:
+        summary = f"would move {report.count(WOULD_MOVE)}, would keep {report.count(KEPT)} (dry run)"
+    else:
+        summary = f"moved {report.moved}, kept {report.count(KEPT)}, failed {report.count(FAILED)}"
+    err.print(f"{summary}; {report.examined} dead letters read")
+    if report.count(FAILED):
+        raise typer.Exit(EXIT_OPERATIONAL)
+
+
+@dlq_app.command()
+@_reflowed
+def purge(
+    service: Service = None,
+    operation: Operation = None,
+    category: Categories = None,
+    error_code: ErrorCode = None,
+    older_than: OlderThan = None,
+    newer_than: NewerThan = None,
+    job_id: JobId = None,
+    limit: Limit = None,
+    yes: Yes = False,  # noqa: FBT002
+    backup: Annotated[
+        Path | None,
+        typer.Option(
+            "--backup",
+            help="First append them to this file (the export format) and sync it to disk.",
+            dir_okay=False,
+        ),
+    ] = None,
+    dry_run: DryRun = False,  # noqa: FBT002
+) -> None:
+    """Delete matching dead letters for good; refuses without --yes (or --dry-run).
+
+    With --backup FILE they are appended to FILE as JSON Lines, which `dispatcher submit --file`
+    publishes again, and FILE is on disk before the first one is deleted.
+
+    Example: dispatcher dlq purge --category malformed --older-than 7d --backup malformed.jsonl --yes
+    """
+    from dispatcher.dlq import purge as purge_letters  # noqa: PLC0415
+    from dispatcher.topology import Names  # noqa: PLC0415
+
+    if not (yes or dry_run):
+        msg = "purge deletes dead letters for good: add --yes (and --backup FILE to keep a copy), or --dry-run"
+        raise UsageError(msg)
+    if backup is not None and not backup.parent.is_dir():
+        msg = f"--backup: directory {backup.parent} does not exist"
+        raise UsageError(msg)
+    letter_filter = _filter(service, operation, category, error_code, older_than, newer_than, job_id)
+    settings = _settings()
+    with _progress("dry run" if dry_run else "purging") as progress:
+        report = asyncio.run(
+            purge_letters(
+                settings.amqp_url.get_secret_value(),
+                Names.from_settings(settings).dead_queue,
+                letter_filter,
+                backup=backup,
+                dry_run=dry_run,
+                limit=limit,
+                progress=progress,
+            )
+        )
+    if dry_run and report.letters:
+        out.print(_letters_table(report.letters, _now()))
+    verb = "would delete" if dry_run else "deleted"
+    saved = f", appended to {backup}" if backup is not None and report.letters else ""
+    err.print(f"{verb} {len(report.letters)} of {report.examined} dead letters{saved}", markup=False)
+
+
+@dlq_app.command()
+@_reflowed
+def export(
+    file: Annotated[Path, typer.Argument(help="Output file (JSON Lines, overwritten), or - for standard output.")],
+    service: Service = None,
+    operation: Operation = None,
+    category: Categories = None,
+    error_code: ErrorCode = None,
+    older_than: OlderThan = None,
+    newer_than: NewerThan = None,
+    job_id: JobId = None,
+    limit: Limit = None,
+) -> None:
+    """Write matching dead letters to a file, leaving the queue as it was.
+
+    One JSON object per line: {"properties": {...}, "headers": {...}, "body": ...}; the body is the
+    JSON object when it is one, else text, else base64 with "body_encoding": "base64". Edit a job's
+    body, then publish the file again with `dispatcher submit --file FILE`.
+
+    Example: dispatcher dlq export --category invalid invalid.jsonl
+    """
+    found = _browse(_filter(service, operation, category, error_code, older_than, newer_than, job_id), limit)
+    lines = b"".join(orjson.dumps(letter.to_record()) + b"\n" for letter in found.letters)
+    if str(file) == "-":
+        sys.stdout.buffer.write(lines)
+    else:
+        file.write_bytes(lines)
+    err.print(f"exported {len(found.letters)} of {found.examined} dead letters to {file}", markup=False)
+
+
+def _browse(letter_filter: LetterFilter, limit: int | None = None) -> Browse:
+    from dispatcher.dlq import browse  # noqa: PLC0415
+    from dispatcher.topology import Names  # noqa: PLC0415
+
+    settings = _settings()
+    with _progress("reading") as progress:
+        return asyncio.run(
+            browse(
+                settings.amqp_url.get_secret_value(),
+                Names.from_settings(settings).dead_queue,
+                letter_filter,
+                limit=limit,
+                progress=progress,
+            )
+        )
+
+
+def _filter(
+    services: list[str] | None,
+    operations: list[str] | None,
+    categories: list[Category] | None,
+    error_codes: list[str] | None,
+    older_than: str | None,
+    newer_than: str | None,
+    job_ids: list[str] | None,
+) -> LetterFilter:
+    from dispatcher.dead_letters import LetterFilter  # noqa: PLC0415
+
+    return LetterFilter(
+        services=frozenset(services or ()),
+        operations=frozenset(operations or ()),
+        categories=frozenset(str(category) for category in categories or ()),
+        error_codes=frozenset(error_codes or ()),
+        job_ids=frozenset(job_ids or ()),
+        older_than_s=_duration("--older-than", older_than),
+        newer_than_s=_duration("--newer-than", newer_than),
+    )
+
+
+def _duration(option: str, text: str | None) -> float | None:
+    from dispatcher.dead_letters import parse_duration  # noqa: PLC0415
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        msg = f"{option}: {exc}"
+        raise UsageError(msg) from None
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr when it is a terminal; the callback takes (read, total)."""
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _now() -> datetime:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    return datetime.now(UTC)
+
+
+def _letters_table(letters: list[DeadLetter], now: datetime) -> Table:
+    table = _table("job id", "operation", "category", "error code", "message", "attempts", "age")
+    for letter in letters:
+        table.add_row(
+            _safe(letter.job_id or "-"),
+            _safe(letter.original_routing_key),
+            _safe(letter.category),
+            _safe(letter.error_code),
+            _safe(_truncate(letter.error_message)),
+            str(letter.attempts),
+            _age(letter.age_s(now)),
+        )
+    return table
+
+
+def _decisions_table(decisions: list[Decision]) -> Table:
+    table = _table("job id", "operation", "category", "error code", "replay", "why")
+    for decision in decisions:
+        letter = decision.letter
+        table.add_row(
+            _safe(letter.job_id or "-"),
+            _safe(letter.original_routing_key),
+            _safe(letter.category),
+            _safe(letter.error_code),
+            decision.action,
+            _safe(decision.reason),
+        )
+    return table
+
+
+def _table(*columns: str) -> Table:
+    """Values fold rather than hide behind an ellipsis: a job id cut short is of no use."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in {"attempts", "age"})
+    return table
+
+
+def _show(letter: DeadLetter) -> None:
+    from dispatcher.dead_letters import json_ready  # noqa: PLC0415
+
+    now = _now()
+    summary = letter.summary(now)
+    summary["age"] = _age(summary.pop("age_s"))
+    out.print(_grid("dead letter", summary))
+    out.print(_grid("properties", json_ready(letter.properties)))
+    out.print(_grid("headers", json_ready(letter.headers)))
+    out.print(Text("body", style="bold"))
+    out.print(_body(letter.body))
+
+
+def _grid(title: str, values: dict[str, Any]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None)
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column()
+    for name, value in values.items():
+        shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+        table.add_row(_safe(name), _safe(shown))
+    return table
+
+
+def _body(body: bytes) -> JSON | Text:
+    """JSON pretty-printed; other text with control characters escaped; other bytes as base64."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        encoded = base64.b64encode(body).decode()
+        return Text(f"({len(body)} bytes, not UTF-8; base64:)\n{encoded}")
+    try:
+        return JSON.from_data(orjson.loads(body), indent=2)
+    except orjson.JSONDecodeError:
+        return _safe(text)
+
+
+def _safe(text: str) -> Text:
+    """Text shown as it is, never as markup, with control characters (terminal escapes) spelled out."""
+    return Text("".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text))
+
+
+def _truncate(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MESSAGE_COLUMN_CHARS else line[: MESSAGE_COLUMN_CHARS - 1] + "…"
+
+
+def _age(age_s: float | None) -> str:
+    """Seconds as the two largest units: 45s, 12m 5s, 3h 20m, 4d 2h."""
+    if age_s is None:
+        return "?"
+    seconds = max(0, int(age_s))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])

@@ -1,0 +1,279 @@
+"""Dead letters as values: what one carries, which ones a command acts on, how one is exported or replayed.
+
+Nothing here talks to the broker (`dispatcher.dlq` does), so all of it is testable on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Self
+
+import orjson
+from aio_pika import DeliveryMode, Message
+
+from dispatcher.errors import Category, JobError
+from dispatcher.settle import DISPATCHER_HEADER_PREFIX, REPLAYS_HEADER
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from aio_pika.abc import AbstractIncomingMessage
+
+    from dispatcher.envelope import Decoder
+
+# What the broker adds when it dead-letters or requeues; a replayed job starts afresh without them.
+BROKER_HEADER_PREFIXES = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
+# A person must look at these before a replay: AWS may already have started the job.
+NEEDS_JUDGEMENT = frozenset({Category.UNKNOWN_OUTCOME, Category.DELIVERY_LIMIT})
+PROPERTY_NAMES = (
+    "content_type",
+    "content_encoding",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`30s`, `10m`, `2h`, `7d` (a bare number is seconds) -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        msg = f"{text!r} is not a duration such as 30s, 10m, 2h or 7d"
+        raise ValueError(msg)
+    return float(match[1]) * _SECONDS_PER_UNIT[match[2]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-lettered message: its body, headers, AMQP properties and the routing key it has now."""
+
+    body: bytes
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    routing_key: str
+
+    @classmethod
+    def from_message(cls, message: AbstractIncomingMessage) -> Self:
+        """Keep what an operator needs of a delivery: everything but its delivery tag."""
+        properties = {name: getattr(message, name) for name in PROPERTY_NAMES}
+        return cls(
+            message.body,
+            dict(message.headers or {}),
+            {name: value for name, value in properties.items() if value is not None},
+            message.routing_key or "",
+        )
+
+    @property
+    def job_id(self) -> str | None:
+        """The body's `job_id` when it has one, else the AMQP message_id (as the worker reads it)."""
+        with contextlib.suppress(orjson.JSONDecodeError):
+            document = orjson.loads(self.body)
+            job_id = document.get("job_id") if isinstance(document, dict) else None
+            if isinstance(job_id, str):
+                return job_id
+        message_id = self.properties.get("message_id")
+        return str(message_id) if message_id is not None else None
+
+    @property
+    def original_routing_key(self) -> str:
+        """Where the job was first published: replay sends it back there."""
+        return self._text("original-routing-key") or self.routing_key
+
+    @property
+    def service(self) -> str:
+        """The routing key's service part."""
+        return self.original_routing_key.partition(".")[0]
+
+    @property
+    def operation(self) -> str:
+        """The routing key's operation part."""
+        return self.original_routing_key.partition(".")[2]
+
+    @property
+    def category(self) -> str:
+        """`x-dispatcher-category`."""
+        return self._text("category")
+
+    @property
+    def error_code(self) -> str:
+        """`x-dispatcher-error-code`."""
+        return self._text("error-code")
+
+    @property
+    def error_message(self) -> str:
+        """`x-dispatcher-error-message`."""
+        return self._text("error-message")
+
+    @property
+    def attempts(self) -> int:
+        """AWS calls made for the job before it was dead-lettered."""
+        return _count(self.headers.get(f"{DISPATCHER_HEADER_PREFIX}attempts"))
+
+    @property
+    def replays(self) -> int:
+        """How many times it was replayed already."""
+        return _count(self.headers.get(REPLAYS_HEADER))
+
+    @property
+    def dead_lettered_at(self) -> datetime | None:
+        """When it was dead-lettered, if the header is there and readable."""
+        try:
+            moment = datetime.fromisoformat(self._text("dead-lettered-at"))
+        except ValueError:
+            return None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def age_s(self, now: datetime) -> float | None:
+        """Seconds since it was dead-lettered."""
+        moment = self.dead_lettered_at
+        return None if moment is None else (now - moment).total_seconds()
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        """One line of `dlq list --json`."""
+        return {
+            "job_id": self.job_id,
+            "operation": self.original_routing_key,
+            "category": self.category,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "attempts": self.attempts,
+            "dead_lettered_at": self._text("dead-lettered-at") or None,
+            "age_s": self.age_s(now),
+            "replays": self.replays,
+            "message_id": self.properties.get("message_id"),
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """The export format that `dispatcher submit --file` reads back.
+
+        The body is a JSON object when it is one, else text, else base64 (`body_encoding`).
+        """
+        record: dict[str, Any] = {"properties": json_ready(self.properties), "headers": json_ready(self.headers)}
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return {**record, "body": base64.b64encode(self.body).decode(), "body_encoding": "base64"}
+        document = _json_object(self.body)
+        return {**record, "body": text if document is None else document}
+
+    def replay_copy(self) -> Message:
+        """The job as it was first published: same body and properties, without dead-letter headers.
+
+        `expiration` is dropped (a replay must not vanish) and `user_id` too (the broker checks it
+        against the connection's user).
+        """
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if not name.startswith((DISPATCHER_HEADER_PREFIX, *BROKER_HEADER_PREFIXES))
+        }
+        headers[REPLAYS_HEADER] = self.replays + 1
+        properties = {k: v for k, v in self.properties.items() if k not in {"expiration", "user_id", "delivery_mode"}}
+        return Message(self.body, headers=headers, delivery_mode=DeliveryMode.PERSISTENT, **properties)
+
+    def _text(self, name: str) -> str:
+        value = self.headers.get(f"{DISPATCHER_HEADER_PREFIX}{name}")
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return "" if value is None else str(value)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def json_ready(value: dict[str, Any]) -> dict[str, Any]:
+    """Header and property values as JSON: bytes as text, timestamps as RFC 3339."""
+    document: dict[str, Any] = orjson.loads(
+        orjson.dumps(value, default=_json_default, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
+    )
+    return document
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LetterFilter:
+    """Which dead letters a command acts on: every given criterion must hold (any value of a list)."""
+
+    services: frozenset[str] = frozenset()
+    operations: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    error_codes: frozenset[str] = frozenset()
+    job_ids: frozenset[str] = frozenset()
+    older_than_s: float | None = None
+    newer_than_s: float | None = None
+
+    def matches(self, letter: DeadLetter, now: datetime) -> bool:
+        """True when the letter meets every criterion; an unreadable age meets no age criterion."""
+        if self.services and letter.service not in self.services:
+            return False
+        if self.operations and not {letter.operation, letter.original_routing_key} & self.operations:
+            return False
+        if self.categories and letter.category not in self.categories:
+            return False
+        if self.error_codes and letter.error_code not in self.error_codes:
+            return False
+        if self.job_ids and letter.job_id not in self.job_ids:
+            return False
+        if self.older_than_s is None and self.newer_than_s is None:
+            return True
+        age_s = letter.age_s(now)
+        if age_s is None:
+            return False
+        return (self.older_than_s is None or age_s >= self.older_than_s) and (
+            self.newer_than_s is None or age_s <= self.newer_than_s
+        )
+
+
+def append_records(path: Path, letters: Iterable[DeadLetter]) -> None:
+    """Append export records as JSON Lines and fsync, so they are on disk before anything is deleted."""
+    with path.open("ab") as file:
+        for letter in letters:
+            file.write(orjson.dumps(letter.to_record()) + b"\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def replay_blocker(letter: DeadLetter, decoder: Decoder, letter_filter: LetterFilter, *, force: bool) -> str | None:
+    """Why this dead letter must stay, or None to replay it.
+
+    It stays when it would fail again as it is (the current schema, an expired `not_after`),
+    unless forced, and when AWS may already have started it, unless its category was named.
+    """
+    if letter.category in NEEDS_JUDGEMENT and letter.category not in letter_filter.categories:
+        return f"{letter.category}: AWS may have started this job; check, then name --category {letter.category}"
+    if force:
+        return None
+    try:
+        decoder.decode(letter.body, letter.original_routing_key, letter.properties.get("message_id"))
+    except JobError as exc:
+        return f"still fails: {exc.category} {exc.code}: {exc.message}"
+    return None

@@ -1,0 +1,177 @@
+"""Decoding stage: raw AMQP delivery -> a validated job, or the reason it is not one."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from dispatcher.errors import ExpiredJob, InvalidJob, MalformedJob, UnroutableJob
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+    from dispatcher.operations import Operation
+    from dispatcher.registry import Registry
+
+JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+_JOB_ID: TypeAdapter[str] = TypeAdapter(JobId)
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")]
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Token derivation namespace: fixed forever, or redelivered jobs would get new tokens.
+TOKEN_NAMESPACE = uuid.UUID("5f0c8f0e-4d4b-4a8e-9d7c-6a1f3c2b9e10")
+
+
+class JobMessage(BaseModel):
+    """The body of a job message (contract section 2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: JobId | None = Field(default=None, description="The job's identity and idempotency key.")
+    service: str = Field(description="botocore's service name, e.g. `m2`.")
+    operation: str = Field(description="The operation exactly as in the AWS API reference.")
+    params: dict[str, Any] = Field(description="The request parameters exactly as in the AWS API reference.")
+    region: Region | None = Field(default=None, description="Overrides the configured region for this job.")
+    not_after: AwareDatetime | None = Field(
+        default=None, description="A job not started by then is dead-lettered as `expired`."
+    )
+    metadata: dict[str, str] = Field(default_factory=dict, description="Echoed untouched in the result.")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A validated job, ready for AWS: `request` is exactly the kwargs of the client method."""
+
+    job_id: str
+    operation: Operation
+    request: dict[str, Any]
+    region: str
+    not_after: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def expired(self, now: datetime) -> bool:
+        """True once `not_after` has passed: the job must not be started late."""
+        return self.not_after is not None and now >= self.not_after
+
+
+@dataclass(frozen=True, slots=True)
+class Decoder:
+    """Turns a delivery's body and routing key into a `Job`, raising a `JobError` for bad input."""
+
+    registry: Registry
+    default_region: str
+    enabled_regions: tuple[str, ...]
+    max_message_bytes: int
+
+    def decode(self, body: bytes, routing_key: str, message_id: str | None, now: datetime | None = None) -> Job:
+        """Validate everything the contract asks of a job before AWS is called."""
+        document = self._parse(body)
+        try:
+            message = JobMessage.model_validate(document)
+        except ValidationError as exc:
+            raise InvalidJob("InvalidJobMessage", describe_errors(exc.errors())) from None
+
+        job_id = message.job_id or _valid_message_id(message_id)
+        operation = self.registry.get(f"{message.service}.{message.operation}")
+        if operation is None:
+            raise UnroutableJob(
+                "UnknownOperation",
+                f"no operation {message.service}.{message.operation} is registered; "
+                f"known: {', '.join(self.registry.routing_keys)}",
+            )
+        if operation.routing_key != routing_key:
+            raise InvalidJob(
+                "RoutingKeyMismatch",
+                f"the body names {operation.routing_key} but the message was published "
+                f"with routing key {routing_key!r}",
+            )
+        region = message.region or self.default_region
+        if region not in self.enabled_regions:
+            raise InvalidJob(
+                "RegionNotEnabled",
+                f"region: {region} is not enabled for this dispatcher "
+                f"(enabled: {', '.join(self.enabled_regions)}; see DISPATCHER_AWS_REGIONS)",
+            )
+        request = validate_params(operation, message.params)
+        if operation.idempotency_token_member and not request.get(operation.idempotency_token_member):
+            request[operation.idempotency_token_member] = idempotency_token(job_id)
+        job = Job(job_id, operation, request, region, message.not_after, message.metadata)
+        if job.expired(now or datetime.now(UTC)):
+            raise ExpiredJob("JobExpired", f"not_after {message.not_after} passed before the job was started")
+        return job
+
+    def _parse(self, body: bytes) -> object:
+        if len(body) > self.max_message_bytes:
+            raise MalformedJob(
+                "MessageTooLarge",
+                f"the body is {len(body)} bytes, over the limit of {self.max_message_bytes} "
+                "(DISPATCHER_MAX_MESSAGE_BYTES)",
+            )
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedJob("NotUtf8", f"the body is not UTF-8: byte {exc.start} cannot be decoded") from None
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJob("NotJson", f"the body is not JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise MalformedJob("NotAnObject", f"the body is JSON {type(document).__name__}, not an object")
+        return document
+
+
+def validate_params(operation: Operation, params: dict[str, Any]) -> dict[str, Any]:
+    """Check params against the operation's model and return the exact AWS request."""
+    try:
+        model = operation.params_model.model_validate(params)
+    except ValidationError as exc:
+        raise InvalidJob(
+            "InvalidParameters", describe_errors(exc.errors(include_input=False), prefix=("params",))
+        ) from None
+    request: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True)
+    return request
+
+
+def _valid_message_id(message_id: str | None) -> str:
+    if not message_id:
+        raise InvalidJob("MissingJobId", "job_id: required (in the body, or as the AMQP message_id property)")
+    try:
+        return _JOB_ID.validate_python(message_id)
+    except ValidationError:
+        raise InvalidJob(
+            "InvalidJobId", "message_id: must be 1-128 of [A-Za-z0-9._:-] to serve as the job_id"
+        ) from None
+
+
+def idempotency_token(job_id: str) -> str:
+    """The token AWS sees for a job: derived from `job_id`, so a redelivery reuses it."""
+    return str(uuid.uuid5(TOKEN_NAMESPACE, job_id))
+
+
+def describe_errors(errors: list[ErrorDetails], prefix: tuple[str | int, ...] = ()) -> str:
+    """Every failing field as `path: problem`, joined into one sentence a person can act on."""
+    parts = []
+    for error in errors:
+        path = json_path((*prefix, *error["loc"]))
+        parts.append(f"{path}: {error['msg']}" if path else error["msg"])
+    return "; ".join(parts)
+
+
+def json_path(loc: tuple[str | int, ...]) -> str:
+    """`("params", "jobs", 0, "name")` -> `params.jobs[0].name`; a map key that is no name is quoted."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            out += " (the key)"
+        elif _NAME.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{orjson.dumps(part).decode()}]"
+    return out

@@ -1,0 +1,146 @@
+"""The start ledger: what AWS already did for a job, so a redelivery never calls AWS twice.
+
+Before each AWS call a job is claimed (`in-flight`); after it the claim is finished: `started`
+with the response, cleared when AWS did not start the job, or kept when nobody can know (a lost
+answer of a token-less call). This module holds the decisions and the per-process ledger; the
+Redis ledger (`ledger_redis.py`) shares the same entries with every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+if TYPE_CHECKING:
+    from dispatcher.envelope import Job
+
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+def fingerprint(job: Job) -> str:
+    """A hash of what the job asks AWS to do; the same job_id must always mean the same request."""
+    canonical = orjson.dumps([job.operation.routing_key, job.region, job.request], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StartedEntry:
+    """AWS started the job: enough to publish its result again without calling AWS."""
+
+    response: dict[str, Any]
+    aws_request_id: str | None
+    attempts: int
+
+
+class ClaimState(StrEnum):
+    """What the ledger said when a job was about to be sent to AWS."""
+
+    CLAIMED = "claimed"  # go ahead: the job is now in flight under this claim
+    STARTED = "started"  # AWS already started it: publish the recorded result again
+    MISMATCH = "mismatch"  # the job_id was used before for another request
+    BUSY = "busy"  # another call for it is in flight right now: wait and ask again
+    STALE = "stale"  # a call for it was in flight when its worker died: the outcome is unknown
+
+
+class Finish(StrEnum):
+    """How a claim ends."""
+
+    STARTED = "started"
+    CLEAR = "clear"  # AWS did not start the job: a later attempt may call again
+    KEEP = "keep"  # nobody knows whether AWS started it: leave the marker for redeliveries
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The ledger's answer to `claim`."""
+
+    state: ClaimState
+    started: StartedEntry | None = None
+    claim_id: str = ""
+    age_s: float = 0.0
+
+
+class Ledger(Protocol):
+    """Where claims live: this process, or Redis for the fleet."""
+
+    async def claim(self, job: Job) -> Claim:
+        """Mark the job in flight, unless the ledger already knows something about it."""
+        ...
+
+    async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
+        """End a claim."""
+        ...
+
+
+@dataclass(slots=True)
+class _Flight:
+    print_: str
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LocalLedger:
+    """In-process ledger; a second delivery of a job whose call is in flight here waits for it.
+
+    Bounded by entries as well as by time: a busy worker would otherwise hold a week of jobs.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._started: OrderedDict[str, tuple[float, str, StartedEntry]] = OrderedDict()
+        self._unknown: OrderedDict[str, str] = OrderedDict()
+        self._in_flight: dict[str, _Flight] = {}
+
+    async def claim(self, job: Job) -> Claim:
+        """Claim the job, after any call for it in flight in this process has ended."""
+        job_print = fingerprint(job)
+        while (flight := self._in_flight.get(job.job_id)) is not None:
+            if flight.print_ != job_print:
+                return Claim(ClaimState.MISMATCH)
+            await flight.done.wait()
+        known = self._known(job.job_id)
+        if known is not None:
+            recorded_print, started = known
+            if recorded_print != job_print:
+                return Claim(ClaimState.MISMATCH)
+            if started is not None:
+                return Claim(ClaimState.STARTED, started)
+            if job.operation.idempotency_token_member is None:
+                return Claim(ClaimState.STALE)
+        self._in_flight[job.job_id] = _Flight(job_print)
+        return Claim(ClaimState.CLAIMED)
+
+    async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
+        """Record the outcome and wake any delivery of the same job waiting here."""
+        del claim
+        flight = self._in_flight.pop(job.job_id, None)
+        job_print = flight.print_ if flight else fingerprint(job)
+        if how is Finish.STARTED and started is not None:
+            self._remember(self._started, job.job_id, (time.monotonic() + self._ttl_s, job_print, started))
+        elif how is Finish.KEEP:
+            self._remember(self._unknown, job.job_id, job_print)
+        if flight is not None:
+            flight.done.set()
+
+    def _known(self, job_id: str) -> tuple[str, StartedEntry | None] | None:
+        entry = self._started.get(job_id)
+        if entry is not None:
+            expires_at, job_print, started = entry
+            if expires_at >= time.monotonic():
+                return job_print, started
+            del self._started[job_id]
+        unknown = self._unknown.get(job_id)
+        return (unknown, None) if unknown is not None else None
+
+    def _remember(self, table: OrderedDict[str, Any], job_id: str, value: object) -> None:
+        table[job_id] = value
+        table.move_to_end(job_id)
+        while len(table) > self._max_entries:
+            table.popitem(last=False)

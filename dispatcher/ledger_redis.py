@@ -1,0 +1,138 @@
+"""The start ledger in Redis: every replica sees what AWS already did for a job.
+
+An entry per job_id, JSON, expiring after `ledger_ttl_s`: `in-flight` (with the request's
+fingerprint, the Redis time of the claim and the claim's id) while a worker calls AWS, then
+`started` with the response. Claims are one Lua script, so two replicas can never both claim.
+While Redis cannot be reached the process falls back to its own ledger (and says so once).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import orjson
+import structlog
+from redis.exceptions import RedisError
+
+from dispatcher.ledger import Claim, ClaimState, Finish, LocalLedger, StartedEntry, fingerprint
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from dispatcher.envelope import Job
+
+log = structlog.get_logger("dispatcher.ledger")
+
+RETRY_REDIS_AFTER_S = 5.0
+
+CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local entry = cjson.decode(raw)
+  if entry.fp ~= ARGV[1] then return {'mismatch', '', '0'} end
+  if entry.state == 'started' then return {'started', raw, '0'} end
+  local age = now - tonumber(entry.at)
+  if ARGV[2] ~= '1' then
+    if age < tonumber(ARGV[3]) then return {'busy', '', tostring(age)} end
+    return {'stale', '', tostring(age)}
+  end
+end
+local claim = cjson.encode({state = 'in-flight', fp = ARGV[1], at = now, claim = ARGV[5], operation = ARGV[6]})
+redis.call('SET', KEYS[1], claim, 'PX', ARGV[4])
+return {'claimed', '', '0'}
+"""
+
+CLEAR = """
+local raw = redis.call('GET', KEYS[1])
+if raw and cjson.decode(raw).claim == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+class RedisLedger:
+    """The fleet's ledger; a call in flight elsewhere is waited for until it is older than `stale_after_s`."""
+
+    def __init__(
+        self, redis: Redis, *, ttl_s: float, stale_after_s: float, retry_unknown_outcome: bool, prefix: str
+    ) -> None:
+        self._redis = redis
+        self._ttl_ms = int(ttl_s * 1000)
+        self._stale_after_s = stale_after_s
+        self._retry_unknown_outcome = retry_unknown_outcome
+        self._prefix = prefix
+        self._claim = redis.register_script(CLAIM)
+        self._clear = redis.register_script(CLEAR)
+        self._local = LocalLedger(ttl_s)
+        self._redis_down_until = 0.0
+
+    async def claim(self, job: Job) -> Claim:
+        """Claim the job for a call, unless the fleet already knows something about it."""
+        if time.monotonic() < self._redis_down_until:
+            return await self._local.claim(job)
+        claim_id = uuid.uuid4().hex
+        # With a token AWS itself protects a repeated call; without one only the ledger does.
+        may_take_over = job.operation.idempotency_token_member is not None or self._retry_unknown_outcome
+        try:
+            state, raw, age = await self._claim(
+                keys=[self._key(job)],
+                args=[
+                    fingerprint(job),
+                    "1" if may_take_over else "0",
+                    self._stale_after_s,
+                    self._ttl_ms,
+                    claim_id,
+                    job.operation.routing_key,
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            self._fall_back(exc)
+            return await self._local.claim(job)
+        self._redis_down_until = 0.0
+        state = ClaimState(_text(state))
+        started = _started(raw) if state is ClaimState.STARTED else None
+        return Claim(state, started, claim_id, float(age))
+
+    async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
+        """Record `started`, drop our claim, or keep it as the marker of an unknown outcome."""
+        if not claim.claim_id:
+            await self._local.finish(job, claim, how, started)
+            return
+        try:
+            if how is Finish.STARTED and started is not None:
+                entry = {
+                    "state": "started",
+                    "fp": fingerprint(job),
+                    "at": time.time(),
+                    "operation": job.operation.routing_key,
+                    "response": started.response,
+                    "aws_request_id": started.aws_request_id,
+                    "attempts": started.attempts,
+                }
+                body = orjson.dumps(entry, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+                await self._redis.set(self._key(job), body, px=self._ttl_ms)
+            elif how is Finish.CLEAR:
+                await self._clear(keys=[self._key(job)], args=[claim.claim_id])
+        except (RedisError, OSError) as exc:
+            # The claim stays in flight and expires; a redelivery meanwhile is treated as unknown.
+            self._fall_back(exc)
+
+    def _key(self, job: Job) -> str:
+        return f"{self._prefix}:ledger:{job.job_id}"
+
+    def _fall_back(self, exc: BaseException) -> None:
+        if time.monotonic() >= self._redis_down_until:
+            log.warning("redis_unreachable_using_local_ledger", error=repr(exc))
+        self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _started(raw: object) -> StartedEntry:
+    entry = orjson.loads(raw if isinstance(raw, bytes | str) else str(raw))
+    return StartedEntry(entry["response"], entry.get("aws_request_id"), int(entry.get("attempts", 1)))

@@ -1,0 +1,47 @@
+"""Prometheus metrics: every name the dashboard and alerts may use is defined here."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+JOBS = Counter(
+    "dispatcher_jobs", "Jobs settled, by operation and outcome.", ["operation", "outcome"], registry=REGISTRY
+)
+AWS_CALL_SECONDS = Histogram(
+    "dispatcher_aws_call_duration_seconds",
+    "Latency of AWS calls, by operation and HTTP status (or `error` when none came back).",
+    ["operation", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+RETRIES = Counter("dispatcher_retries", "Jobs sent to a retry queue.", ["operation"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "dispatcher_dead_letters", "Jobs dead-lettered, by category.", ["operation", "category"], registry=REGISTRY
+)
+IN_FLIGHT = Gauge("dispatcher_jobs_in_flight", "Jobs being processed now.", ["operation"], registry=REGISTRY)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "dispatcher_rate_limit_wait_seconds",
+    "Time a call waited for a rate-limit token.",
+    ["operation"],
+    buckets=(0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+RATE_LIMIT_RATE = Gauge(
+    "dispatcher_rate_limit_rate", "Calls per second currently allowed.", ["operation"], registry=REGISTRY
+)
+THROTTLES = Counter("dispatcher_throttles", "Calls AWS throttled.", ["operation"], registry=REGISTRY)
+BROKER_RECONNECTS = Counter("dispatcher_broker_reconnects", "Broker connections re-established.", registry=REGISTRY)
+CONSUMERS_ATTACHED = Gauge("dispatcher_consumers_attached", "Queue consumers attached now.", registry=REGISTRY)
+ACKS_LOST = Counter(
+    "dispatcher_acks_lost",
+    "Settlements whose channel was gone; the broker redelivers those jobs.",
+    ["operation"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_SHARED = Gauge(
+    "dispatcher_rate_limit_shared",
+    "1 when rate limits are shared through Redis, 0 when they are per process.",
+    registry=REGISTRY,
+)

@@ -1,0 +1,253 @@
+"""The path of one job: decode, check the ledger, wait for a token, call AWS, decide the outcome.
+
+It returns an `Outcome` and never touches the broker: `settle` acts on what it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+
+from dispatcher import metrics
+from dispatcher.classify import classify_aws_failure
+from dispatcher.errors import DuplicateJobId, ExpiredJob, JobError, RetryableAwsError, ThrottledByAws, UnknownOutcome
+from dispatcher.ledger import Claim, ClaimState, Finish, StartedEntry
+from dispatcher.outcome import DeadLetter, Outcome, Requeue, RetryLater, Succeeded
+from dispatcher.results import FAILED, SUCCEEDED, Result
+from dispatcher.retry import RetrySchedule, RetryState, jitter_s
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Mapping
+
+    from dispatcher.aws import AwsClients
+    from dispatcher.envelope import Decoder, Job
+    from dispatcher.ledger import Ledger
+    from dispatcher.ratelimit import Limiter
+
+log = structlog.get_logger("dispatcher.pipeline")
+T = TypeVar("T")
+LEDGER_POLL_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """What the pipeline reads of a delivery: no channel, nothing to settle with."""
+
+    body: bytes
+    routing_key: str
+    message_id: str | None
+    headers: dict[str, object]
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    """The knobs of the pipeline, from the settings."""
+
+    schedule: RetrySchedule
+    retry_jitter: float
+    retry_unknown_outcome: bool
+    max_throttle_wait_s: float
+
+
+class Pipeline:
+    """Runs one delivery to an outcome.
+
+    `draining` is set when the worker shuts down: a job still waiting for a token is handed
+    back to the broker, but a call already sent to AWS is always waited for and settled.
+    """
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        aws: AwsClients,
+        limiters: Mapping[tuple[str, str], Limiter],
+        ledger: Ledger,
+        policy: JobPolicy,
+        draining: asyncio.Event,
+    ) -> None:
+        self._decoder = decoder
+        self._aws = aws
+        self._limiters = limiters
+        self._ledger = ledger
+        self._policy = policy
+        self._draining = draining
+        self._waiting: set[asyncio.Task[object]] = set()
+
+    async def run(self, arrival: Arrival) -> Outcome:
+        """Decode and start the job; bad input and AWS refusals become dead letters."""
+        state = RetryState.from_headers(arrival.headers)
+        try:
+            job = self._decoder.decode(arrival.body, arrival.routing_key, arrival.message_id)
+        except JobError as error:
+            return _dead_letter(arrival, None, error, state)
+        structlog.contextvars.bind_contextvars(job_id=job.job_id)
+        return await self._attempt(arrival, job, state)
+
+    async def _attempt(self, arrival: Arrival, job: Job, state: RetryState) -> Outcome:
+        label = job.operation.routing_key
+        limiter = self._limiters[(label, job.region)]
+        throttled_s = 0.0
+        while True:
+            asked_at = asyncio.get_running_loop().time()
+            grant = await self._unless_draining(limiter.acquire())
+            if grant is None:
+                return Requeue("shutting down before AWS was called")
+            waited_s = asyncio.get_running_loop().time() - asked_at
+            metrics.RATE_LIMIT_WAIT_SECONDS.labels(label).observe(waited_s)
+            if job.expired(datetime.now(UTC)):
+                error = ExpiredJob("JobExpired", f"not_after {job.not_after} passed before AWS could be called")
+                return _dead_letter(arrival, job, error, state)
+            claim = await self._claim(job)
+            if claim.state is not ClaimState.CLAIMED:
+                return self._known_outcome(arrival, job, state, claim)
+            try:
+                entry = await self._call(job, state, claim)
+            except ThrottledByAws as error:
+                state = state.called(error.code)
+                # Retry-After pauses the whole operation in its limiter, not this job alone:
+                # jobs that each slept it would all wake at once and be throttled together.
+                await limiter.on_throttle(grant, error.retry_after_s)
+                metrics.THROTTLES.labels(label).inc()
+                metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
+                throttled_s += waited_s
+                if throttled_s < self._policy.max_throttle_wait_s and not self._draining.is_set():
+                    continue
+                # Throttled for long: wait on the broker, without spending the job's retry budget.
+                return await self._retry(state, error, self._policy.schedule.delays_s[0], spend=False)
+            except RetryableAwsError as error:
+                state = state.called(error.code)
+                delay_s = self._policy.schedule.delay_for(state.retries)
+                if delay_s is None:
+                    return _dead_letter(arrival, job, _exhausted(error, state), state)
+                return await self._retry(state, error, delay_s, spend=True)
+            except JobError as error:
+                return _dead_letter(arrival, job, error, state.called(error.code))
+            limiter.on_success()
+            metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
+            return Succeeded(_result(arrival, job, SUCCEEDED, entry.attempts, started=entry))
+
+    async def _claim(self, job: Job) -> Claim:
+        """Claim the job in the ledger, waiting out a call for it in flight elsewhere."""
+        while (claim := await self._ledger.claim(job)).state is ClaimState.BUSY:  # noqa: ASYNC110 - state is in Redis
+            await asyncio.sleep(LEDGER_POLL_S)
+        return claim
+
+    def _known_outcome(self, arrival: Arrival, job: Job, state: RetryState, claim: Claim) -> Outcome:
+        """What the ledger already knows decides the job without calling AWS."""
+        if claim.state is ClaimState.STARTED and claim.started is not None:
+            log.info("already_started_republishing_result")
+            started = claim.started
+            return Succeeded(_result(arrival, job, SUCCEEDED, started.attempts, started=started, deduplicated=True))
+        if claim.state is ClaimState.MISMATCH:
+            error: JobError = DuplicateJobId(
+                "DuplicateJobId",
+                f"job_id {job.job_id} was already used for a different request; a new job needs a new job_id",
+            )
+        else:
+            error = UnknownOutcome(
+                "WorkerDiedMidCall",
+                f"a worker was calling AWS for this job {claim.age_s:.0f}s ago and never finished; "
+                "this operation has no idempotency token, so calling again could start a second job "
+                "(check AWS, then replay it with a new job_id or drop it)",
+            )
+        return _dead_letter(arrival, job, error, state)
+
+    async def _call(self, job: Job, state: RetryState, claim: Claim) -> StartedEntry:
+        """Call AWS once and finish the ledger claim with what came of it."""
+        label = job.operation.routing_key
+        how, entry = Finish.KEEP, None  # a bug or a cancellation mid-call: nobody knows
+        try:
+            answer = await self._aws.start(job)
+        except Exception as exc:
+            metrics.AWS_CALL_SECONDS.labels(label, "error").observe(0)
+            model = self._aws.operation_model(job.operation.service, job.operation.name, job.region)
+            error = classify_aws_failure(
+                exc,
+                model,
+                has_idempotency_token=job.operation.idempotency_token_member is not None,
+                retry_unknown_outcome=self._policy.retry_unknown_outcome,
+            )
+            how = Finish.KEEP if isinstance(error, UnknownOutcome) else Finish.CLEAR
+            raise error from exc
+        else:
+            metrics.AWS_CALL_SECONDS.labels(label, str(answer.http_status)).observe(answer.duration_s)
+            how, entry = Finish.STARTED, StartedEntry(answer.response, answer.request_id, state.attempts + 1)
+            return entry
+        finally:
+            await self._ledger.finish(job, claim, how, entry)
+
+    async def _retry(self, state: RetryState, error: JobError, delay_s: float, *, spend: bool) -> Outcome:
+        """A durable retry; the short jitter pause is cut short if the worker is shutting down."""
+        await self._unless_draining(asyncio.sleep(jitter_s(delay_s, self._policy.retry_jitter), result=True))
+        log.info("retry_scheduled", delay_s=delay_s, error_code=error.code, attempts=state.attempts)
+        return RetryLater(delay_s, state.spent() if spend else state, error)
+
+    async def _unless_draining(self, waiting: Awaitable[T]) -> T | None:
+        """Await `waiting` unless the worker drains first (see `interrupt_waits`); None if it did."""
+        if self._draining.is_set():
+            if asyncio.iscoroutine(waiting):
+                waiting.close()
+            return None
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if not self._draining.is_set() or task.uncancel() > 0:
+                raise
+            return None
+        finally:
+            self._waiting.discard(task)
+
+    def interrupt_waits(self) -> None:
+        """Wake every job that is only waiting (for a token, a pause or jitter): the worker drains."""
+        for task in self._waiting:
+            task.cancel()
+
+
+def _dead_letter(arrival: Arrival, job: Job | None, error: JobError, state: RetryState) -> DeadLetter:
+    return DeadLetter(error, _result(arrival, job, FAILED, state.attempts, error=error), state.attempts)
+
+
+def _result(
+    arrival: Arrival,
+    job: Job | None,
+    outcome: str,
+    attempts: int,
+    *,
+    started: StartedEntry | None = None,
+    error: JobError | None = None,
+    deduplicated: bool = False,
+) -> Result:
+    service, _, operation = arrival.routing_key.partition(".")
+    traceparent = arrival.headers.get("traceparent")
+    request_id = started.aws_request_id if started else error.aws_request_id if error else None
+    return Result(
+        job_id=job.job_id if job else arrival.message_id,
+        service=job.operation.service if job else service or None,
+        operation=job.operation.name if job else operation or None,
+        outcome=outcome,
+        started_at=arrival.received_at,
+        finished_at=datetime.now(UTC),
+        attempts=attempts,
+        metadata=job.metadata if job else {},
+        response=started.response if started else None,
+        error=error,
+        aws_request_id=request_id,
+        deduplicated=deduplicated,
+        traceparent=str(traceparent) if traceparent else None,
+    )
+
+
+def _exhausted(error: RetryableAwsError, state: RetryState) -> RetryableAwsError:
+    message = (
+        f"gave up after {state.attempts} attempts; error codes in order: {', '.join(state.error_codes)}; "
+        f"last: {error.message}"
+    )
+    return RetryableAwsError(error.code, message, aws_request_id=error.aws_request_id, http_status=error.http_status)

@@ -1,0 +1,78 @@
+"""The result message (contract section 3), built from a job's outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from dispatcher.errors import JobError
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, with a `Z`, as every timestamp the dispatcher writes."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _default(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(type(value).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a publisher gets back for a job, succeeded or failed."""
+
+    job_id: str | None
+    service: str | None
+    operation: str | None
+    outcome: str
+    started_at: datetime
+    finished_at: datetime
+    attempts: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+    response: dict[str, Any] | None = None
+    error: JobError | None = None
+    aws_request_id: str | None = None
+    deduplicated: bool = False
+    traceparent: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON object of the result message."""
+        document: dict[str, Any] = {
+            "job_id": self.job_id,
+            "service": self.service,
+            "operation": self.operation,
+            "outcome": self.outcome,
+            "metadata": self.metadata,
+            "attempts": self.attempts,
+            "started_at": rfc3339(self.started_at),
+            "finished_at": rfc3339(self.finished_at),
+        }
+        if self.response is not None:
+            document["response"] = self.response
+        if self.error is not None:
+            document["error"] = self.error.as_dict()
+        if self.aws_request_id is not None:
+            document["aws_request_id"] = self.aws_request_id
+        if self.deduplicated:
+            document["deduplicated"] = True
+        if self.traceparent is not None:
+            document["traceparent"] = self.traceparent
+        return document
+
+    def to_json(self) -> bytes:
+        """The body of the result message; AWS timestamps become RFC 3339 strings."""
+        return orjson.dumps(self.to_document(), default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+
+    def routing_key(self, fallback: str) -> str:
+        """`<service>.<Operation>.<outcome>`, or the arrival routing key when the body named none."""
+        base = f"{self.service}.{self.operation}" if self.service and self.operation else fallback
+        return f"{base}.{self.outcome}"

@@ -1,0 +1,362 @@
+"""The worker: one broker session at a time, a consumer per operation, a clean drain on stop.
+
+The broker connection is supervised here rather than left to a robust connection: when it
+drops, the whole session (channels, exchanges, consumers) is rebuilt with backoff. Jobs still
+in flight from the lost session finish their AWS call; their settlement fails on the dead
+channel and the broker redelivers them, which the start ledger and idempotency tokens absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import structlog
+from redis.asyncio import Redis
+
+from dispatcher import metrics
+from dispatcher.aws import AwsClients
+from dispatcher.envelope import Decoder
+from dispatcher.ledger import Ledger, LocalLedger
+from dispatcher.ledger_redis import RedisLedger
+from dispatcher.outcome import DeadLetter, Requeue, RetryLater
+from dispatcher.pipeline import Arrival, JobPolicy, Pipeline
+from dispatcher.ratelimit import AdaptiveLimiter, Limiter
+from dispatcher.ratelimit_redis import SharedLimiter
+from dispatcher.results import FAILED, Result
+from dispatcher.retry import RetrySchedule, RetryState
+from dispatcher.settle import Exchanges, Settler
+from dispatcher.topology import Names, declare_topology
+from dispatcher.triage import job_id_of, triage
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+
+    from dispatcher.outcome import Outcome
+    from dispatcher.registry import Registry
+    from dispatcher.settings import Settings
+
+log = structlog.get_logger("dispatcher.worker")
+
+TRIAGE_LABEL = "triage"
+REDIS_TIMEOUT_S = 2.0
+# A claim older than a call can take means its worker died mid-call.
+LEDGER_STALE_MARGIN_S = 5.0
+
+
+@dataclass(slots=True)
+class Session:
+    """One broker connection and what hangs off it."""
+
+    connection: AbstractConnection
+    consume_channel: AbstractChannel
+    settler: Settler
+    consumers: list[tuple[AbstractQueue, str]]
+
+
+class Worker:
+    """Consumes every operation queue until stopped, then drains within the grace period."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.names = Names.from_settings(settings)
+        self._job_queues = {self.names.job_queue(key): key for key in registry.routing_keys}
+        self._stopping = asyncio.Event()
+        self._draining = asyncio.Event()
+        self._session: Session | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.aws = AwsClients(
+            pool_size=settings.concurrency * max(1, len(registry)),
+            connect_timeout_s=settings.aws_connect_timeout_s,
+            call_timeout_s=settings.aws_call_timeout_s,
+        )
+        self.redis = (
+            Redis.from_url(
+                settings.redis_url.get_secret_value(),
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+            )
+            if settings.redis_url
+            else None
+        )
+        self.limiters = {
+            (op.routing_key, region): self._limiter(op.routing_key, region)
+            for op in registry
+            for region in settings.enabled_regions
+        }
+        self.pipeline = Pipeline(
+            Decoder(registry, settings.region, settings.enabled_regions, settings.max_message_bytes),
+            self.aws,
+            self.limiters,
+            self._ledger(),
+            JobPolicy(
+                schedule=RetrySchedule(tuple(settings.retry_delays)),
+                retry_jitter=settings.retry_jitter,
+                retry_unknown_outcome=settings.retry_unknown_outcome,
+                max_throttle_wait_s=settings.max_throttle_wait_s,
+            ),
+            self._draining,
+        )
+
+    def _limiter(self, routing_key: str, region: str) -> Limiter:
+        limit = self.settings.rate_limit_for(routing_key)
+        if self.redis is None:
+            return AdaptiveLimiter(limit.rate, limit.burst)
+        key = f"{self.settings.jobs_exchange}:rate:{routing_key}:{region}"
+        return SharedLimiter(self.redis, key, limit.rate, limit.burst, self.settings.expected_replicas)
+
+    def _ledger(self) -> Ledger:
+        if self.redis is None:
+            return LocalLedger(self.settings.ledger_ttl_s)
+        return RedisLedger(
+            self.redis,
+            ttl_s=self.settings.ledger_ttl_s,
+            stale_after_s=self.settings.aws_call_timeout_s + LEDGER_STALE_MARGIN_S,
+            retry_unknown_outcome=self.settings.retry_unknown_outcome,
+            prefix=self.settings.jobs_exchange,
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Connected, topology declared, every consumer attached, and not shutting down."""
+        return self._session is not None and not self._draining.is_set()
+
+    def stop(self) -> None:
+        """Begin the shutdown: stop taking jobs and drain (SIGTERM/SIGINT call this)."""
+        self._draining.set()
+        self.pipeline.interrupt_waits()
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Serve until `stop()`, then finish what is in flight within the grace period."""
+        for (label, _), limiter in self.limiters.items():
+            metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
+        metrics.RATE_LIMIT_SHARED.set(1 if self.redis else 0)
+        await self.aws.open(self.registry.services, self.settings.enabled_regions)
+        try:
+            await self._supervise()
+            await self._drain()
+        finally:
+            await self._close_session()
+            await self.aws.close()
+            if self.redis is not None:
+                await self.redis.aclose()
+
+    async def _supervise(self) -> None:
+        delay_s = 0.5
+        connected_before = False
+        while not self._stopping.is_set():
+            closed = asyncio.get_running_loop().create_future()
+            try:
+                await self._open_session(closed)
+            except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
+                log.warning("broker_unavailable", error=repr(exc), retry_in_s=round(delay_s, 1))
+                await self._close_session()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay_s * random.uniform(0.5, 1.0))  # noqa: S311
+                delay_s = min(delay_s * 2, self.settings.reconnect_max_delay_s)
+                continue
+            if connected_before:
+                metrics.BROKER_RECONNECTS.inc()
+            connected_before = True
+            delay_s = 0.5
+            log.info("consuming", queues=len(self.registry) + 1)
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if closed.done():
+                log.warning("broker_connection_lost", error=repr(closed.result()))
+                await self._close_session()
+
+    async def _open_session(self, closed: asyncio.Future[Any]) -> None:
+        """Connect, declare, attach every consumer; `closed` resolves when any part of it is lost."""
+        connection = await aio_pika.connect(
+            self.settings.amqp_url.get_secret_value(),
+            timeout=10,
+            client_properties={"connection_name": "dispatcher"},
+        )
+
+        def on_close(_: object, exc: BaseException | None = None) -> None:
+            if not closed.done():
+                closed.set_result(exc)
+
+        connection.close_callbacks.add(on_close)
+        try:
+            self._session = await self._attach(connection, on_close)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+
+    async def _attach(self, connection: AbstractConnection, on_close: Any) -> Session:  # noqa: ANN401
+        settings = self.settings
+        publish_channels = [
+            await connection.channel(publisher_confirms=True, on_return_raises=True)
+            for _ in range(settings.publish_channels)
+        ]
+        await declare_topology(
+            publish_channels[0],
+            self.names,
+            self.registry.routing_keys,
+            retry_delays_s=settings.retry_delays,
+            delivery_limit=settings.delivery_limit,
+            results_queue_enabled=settings.results_queue_enabled,
+        )
+        settler = Settler(
+            [await self._exchanges(channel) for channel in publish_channels],
+            publish_timeout_s=settings.publish_timeout_s,
+            results_queue_enabled=settings.results_queue_enabled,
+        )
+        consume_channel = await connection.channel(publisher_confirms=False)
+        await consume_channel.set_qos(prefetch_count=settings.concurrency)
+        # A channel the broker closes (a protocol error) ends the session like a lost connection.
+        for channel in (*publish_channels, consume_channel):
+            channel.close_callbacks.add(on_close)
+        session = Session(connection, consume_channel, settler, [])
+        for label in (*self.registry.routing_keys, TRIAGE_LABEL):
+            name = self.names.triage if label == TRIAGE_LABEL else self.names.job_queue(label)
+            queue = await consume_channel.get_queue(name, ensure=False)
+            tag = await queue.consume(self._consumer(session, label))
+            session.consumers.append((queue, tag))
+        metrics.CONSUMERS_ATTACHED.set(len(session.consumers))
+        return session
+
+    async def _exchanges(self, channel: AbstractChannel) -> Exchanges:
+        return Exchanges(
+            default=channel.default_exchange,
+            results=await channel.get_exchange(self.names.results_exchange, ensure=False),
+            dead=await channel.get_exchange(self.names.dead_exchange, ensure=False),
+            retry={
+                delay: await channel.get_exchange(self.names.retry_exchange(delay), ensure=False)
+                for delay in self.settings.retry_delays
+            },
+        )
+
+    def _consumer(self, session: Session, label: str) -> Any:  # noqa: ANN401 - aio-pika's callback type
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            # Our own task, not aiormq's: aiormq cancels its consumer tasks when the channel
+            # closes, which would cut an AWS call mid-flight and leave its outcome unknown.
+            task = asyncio.create_task(self._handle(session, message, label))
+            self._tasks.add(task)
+            task.add_done_callback(self._job_done)
+
+        return on_message
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job_task_failed", error=repr(task.exception()))
+
+    async def _handle(self, session: Session, message: AbstractIncomingMessage, label: str) -> None:
+        structlog.contextvars.clear_contextvars()
+        context = {"operation": label, "message_id": message.message_id}
+        traceparent = (message.headers or {}).get("traceparent")
+        if traceparent:
+            context["traceparent"] = str(traceparent)
+        structlog.contextvars.bind_contextvars(**context)
+        arrival = Arrival(
+            body=message.body,
+            routing_key=message.routing_key or "",
+            message_id=message.message_id,
+            headers=dict(message.headers or {}),
+            received_at=datetime.now(UTC),
+        )
+        metrics.IN_FLIGHT.labels(label).inc()
+        try:
+            outcome = self._triage(arrival) if label == TRIAGE_LABEL else await self.pipeline.run(arrival)
+        except Exception:
+            log.exception("job_crashed_requeueing")
+            outcome = Requeue("the worker failed on this job; its delivery limit will dead-letter it")
+        finally:
+            metrics.IN_FLIGHT.labels(label).dec()
+        acked = await session.settler.settle(message, outcome, label)
+        _log_outcome(outcome, label, acked=acked, started_at=arrival.received_at)
+
+    def _triage(self, arrival: Arrival) -> Outcome:
+        error = triage(arrival.headers, arrival.routing_key, self._job_queues)
+        attempts = RetryState.from_headers(arrival.headers).attempts
+        service, _, operation = arrival.routing_key.partition(".")
+        result = Result(
+            job_id=job_id_of(arrival.body, self.settings.max_message_bytes) or arrival.message_id,
+            service=service or None,
+            operation=operation or None,
+            outcome=FAILED,
+            started_at=arrival.received_at,
+            finished_at=datetime.now(UTC),
+            attempts=attempts,
+            error=error,
+        )
+        return DeadLetter(error, result, attempts)
+
+    async def _drain(self) -> None:
+        """Stop consuming, then wait for in-flight jobs; what cannot finish is redelivered."""
+        self._draining.set()
+        session = self._session
+        if session is not None:
+            for queue, tag in session.consumers:
+                with contextlib.suppress(Exception):
+                    await queue.cancel(tag)
+            metrics.CONSUMERS_ATTACHED.set(0)
+        pending = set(self._tasks)
+        if pending:
+            log.info("draining", in_flight=len(pending), grace_s=self.settings.shutdown_grace_s)
+            _, pending = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.error("drain_timed_out_jobs_will_be_redelivered", jobs=len(pending))
+            await asyncio.wait(pending, timeout=1)
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        metrics.CONSUMERS_ATTACHED.set(0)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.connection.close()
+
+
+def _log_outcome(outcome: Outcome, label: str, *, acked: bool, started_at: datetime) -> None:
+    """The one canonical line per job outcome; job_id and operation come from the bound context."""
+    duration_ms = round((datetime.now(UTC) - started_at).total_seconds() * 1000, 1)
+    if isinstance(outcome, Requeue):
+        log.info("job_requeued", reason=outcome.reason, duration_ms=duration_ms)
+    elif isinstance(outcome, RetryLater):
+        log.info(
+            "job_retry_scheduled",
+            delay_s=outcome.delay_s,
+            error_code=outcome.error.code,
+            attempts=outcome.state.attempts,
+            acked=acked,
+            duration_ms=duration_ms,
+        )
+    elif isinstance(outcome, DeadLetter):
+        metrics.JOBS.labels(label, FAILED).inc()
+        log.info(
+            "job_settled",
+            outcome="dead_lettered",
+            category=str(outcome.error.category),
+            error_code=outcome.error.code,
+            error=outcome.error.message,
+            attempts=outcome.attempts,
+            aws_request_id=outcome.error.aws_request_id,
+            acked=acked,
+            duration_ms=duration_ms,
+        )
+    else:
+        result = outcome.result
+        metrics.JOBS.labels(label, result.outcome).inc()
+        log.info(
+            "job_settled",
+            outcome=result.outcome,
+            attempts=result.attempts,
+            aws_request_id=result.aws_request_id,
+            deduplicated=result.deduplicated,
+            acked=acked,
+            duration_ms=duration_ms,
+        )

@@ -1,0 +1,135 @@
+"""Probes, metrics and logs: what the platform team relies on to run the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import uuid
+
+import aiohttp
+
+from dispatcher.examples import example_job
+from dispatcher.health import start_health_server
+from dispatcher.metrics import REGISTRY
+from dispatcher.registry import default_registry
+from dispatcher.worker import Worker
+from tests.integration.support import WorkerProcess
+
+M2 = "m2.StartBatchJob"
+SECRET_PARAM = "s3cr3t-param-value"  # noqa: S105 - the value the logs must not show
+
+
+async def _get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def test_readyz_follows_the_worker_and_livez_the_loop(start_worker):
+    """readyz is false before connect, true when consuming, false from SIGTERM on; livez stays true."""
+    holder: dict[str, Worker] = {}
+    runner = await start_health_server(lambda: "w" in holder and holder["w"].ready, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        assert (await _get(f"{base}/readyz"))[0] == 503
+        assert (await _get(f"{base}/livez"))[0] == 200
+        holder["w"] = await start_worker()
+        assert (await _get(f"{base}/readyz"))[0] == 200
+        holder["w"].stop()
+        assert (await _get(f"{base}/readyz"))[0] == 503
+        assert (await _get(f"{base}/livez"))[0] == 200
+    finally:
+        await runner.cleanup()
+
+
+async def test_livez_stays_true_while_the_broker_is_unreachable(settings_for, emulator):
+    """With no broker to connect to, the worker keeps retrying: not ready, but alive."""
+    worker = Worker(settings_for(amqp_url="amqp://guest:guest@127.0.0.1:1/"), default_registry())
+    task = asyncio.create_task(worker.run())
+    runner = await start_health_server(lambda: worker.ready, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        await asyncio.sleep(1.5)
+        assert not task.done()
+        assert (await _get(f"{base}/livez"))[0] == 200
+        assert (await _get(f"{base}/readyz"))[0] == 503
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await runner.cleanup()
+
+
+def _sample(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def test_metrics_move_when_jobs_flow(start_worker, broker):
+    """Jobs, AWS latency, dead letters and in-flight gauges change as jobs are settled."""
+    await start_worker()
+    before_ok = _sample("dispatcher_jobs_total", operation=M2, outcome="succeeded")
+    before_dead = _sample("dispatcher_dead_letters_total", operation=M2, category="malformed")
+    before_calls = _sample("dispatcher_aws_call_duration_seconds_count", operation=M2, status="200")
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    await broker.publish(example_job(M2, job_id), M2)
+    await broker.publish(b"not json", M2)
+    await broker.collect(broker.results_queue, 2)
+
+    assert _sample("dispatcher_jobs_total", operation=M2, outcome="succeeded") == before_ok + 1
+    assert _sample("dispatcher_dead_letters_total", operation=M2, category="malformed") == before_dead + 1
+    assert _sample("dispatcher_aws_call_duration_seconds_count", operation=M2, status="200") == before_calls + 1
+    assert _sample("dispatcher_jobs_in_flight", operation=M2) == 0
+    assert _sample("dispatcher_consumers_attached") == 6
+    assert _sample("dispatcher_rate_limit_rate", operation=M2) > 0
+
+
+async def test_no_secret_reaches_the_logs(spawn_worker, worker_env, broker, emulator, declare, vhost):
+    """The AMQP password, AWS secret key and sensitive parameters never appear in the worker's output."""
+    password = f"pw-{uuid.uuid4().hex}"
+    user = f"u{uuid.uuid4().hex[:8]}"
+    ctl = shutil.which("rabbitmqctl")
+    assert ctl is not None
+    subprocess.run([ctl, "add_user", user, password], check=True, capture_output=True, timeout=120)
+    subprocess.run([ctl, "set_permissions", "-p", vhost, user, ".*", ".*", ".*"], check=True, timeout=120)
+    aws_secret = f"aws-{uuid.uuid4().hex}"
+    await declare()
+    try:
+        url = worker_env["DISPATCHER_AMQP_URL"].replace("guest:guest", f"{user}:{password}")
+        worker = await spawn_worker(
+            DISPATCHER_AMQP_URL=url, AWS_SECRET_ACCESS_KEY=aws_secret, DISPATCHER_LOG_LEVEL="debug"
+        )
+        quicksight = example_job("quicksight.StartAutomationJob", "job-secret-1")
+        quicksight["params"]["InputPayload"] = {"token": SECRET_PARAM}
+        cleanrooms = example_job("cleanrooms.StartProtectedJob", "job-secret-2")
+        cleanrooms["params"]["jobParameters"]["parameters"] = {"key": SECRET_PARAM}
+        invalid = example_job("cleanrooms.StartProtectedJob", "job-secret-3")
+        invalid["params"]["jobParameters"]["parameters"] = {"bad key!": SECRET_PARAM}
+        await broker.publish(quicksight, "quicksight.StartAutomationJob")
+        await broker.publish(cleanrooms, "cleanrooms.StartProtectedJob")
+        await broker.publish(invalid, "cleanrooms.StartProtectedJob")
+        await worker.wait_for_event("job_settled", count=3)
+        worker.send(signal.SIGTERM)
+        assert await worker.wait() == 0
+    finally:
+        subprocess.run([ctl, "delete_user", user], check=False, capture_output=True, timeout=120)
+
+    output = b"".join(worker.raw).decode()
+    assert "job-secret-1" in output, "the jobs were not logged at all, so this test proved nothing"
+    for secret in (password, aws_secret, SECRET_PARAM):
+        assert secret not in output
+
+
+async def test_broker_password_is_masked_when_the_connection_fails(worker_env):
+    """A refused login is logged with the URL's password masked."""
+    password = f"pw-{uuid.uuid4().hex}"
+    url = worker_env["DISPATCHER_AMQP_URL"].replace("guest:guest", f"nobody:{password}")
+    worker = await WorkerProcess.start({**worker_env, "DISPATCHER_AMQP_URL": url}, wait_ready=False)
+    try:
+        await worker.wait_for_event("broker_unavailable", timeout_s=30)
+    finally:
+        worker.send(signal.SIGTERM)
+        await worker.wait()
+    output = b"".join(worker.raw).decode()
+    assert "broker_unavailable" in output
+    assert password not in output

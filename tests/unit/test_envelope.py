@@ -1,0 +1,102 @@
+"""Decoding a job message: every rule of contract section 2, without a broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from dispatcher.envelope import Decoder, idempotency_token, json_path
+from dispatcher.errors import Category, JobError
+from dispatcher.examples import example_job
+from dispatcher.registry import default_registry
+
+REGISTRY = default_registry()
+DECODER = Decoder(REGISTRY, "us-east-1", ("us-east-1", "eu-west-1"), max_message_bytes=10_000)
+M2 = "m2.StartBatchJob"
+LOOKOUT = "lookoutequipment.StartDataIngestionJob"
+
+
+def decode(body: dict[str, object] | bytes, routing_key: str = M2, message_id: str | None = None):
+    """Decode a body given as a dict or raw bytes."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return DECODER.decode(raw, routing_key, message_id)
+
+
+def failure(body: dict[str, object] | bytes, routing_key: str = M2, message_id: str | None = None) -> JobError:
+    """The error decoding raises."""
+    with pytest.raises(JobError) as caught:
+        decode(body, routing_key, message_id)
+    return caught.value
+
+
+def test_good_job_becomes_the_exact_request():
+    """A valid job decodes to the kwargs of the client call, region defaulted."""
+    job = decode(example_job(M2, "j-1"))
+    assert job.job_id == "j-1"
+    assert job.region == "us-east-1"
+    assert job.request["batchJobIdentifier"] == {
+        "fileBatchJobIdentifier": {"fileName": "NIGHTLY.JCL", "folderPath": "jcl/"}
+    }
+
+
+def test_job_id_falls_back_to_message_id_and_is_required():
+    """Without job_id the AMQP message_id is the identity; without both the job is invalid."""
+    body = {k: v for k, v in example_job(M2, "x").items() if k != "job_id"}
+    assert decode(body, message_id="msg-9").job_id == "msg-9"
+    error = failure(body)
+    assert (error.category, error.code) == (Category.INVALID, "MissingJobId")
+    assert failure(body, message_id="has space").code == "InvalidJobId"
+
+
+def test_token_derived_from_job_id_is_stable_and_publisher_token_wins():
+    """Lookout gets a token derived from job_id; the same job_id always gives the same token."""
+    job = decode(example_job(LOOKOUT, "j-7"), LOOKOUT)
+    assert (
+        job.request["ClientToken"]
+        == idempotency_token("j-7")
+        == decode(example_job(LOOKOUT, "j-7"), LOOKOUT).request["ClientToken"]
+    )
+    assert idempotency_token("j-8") != idempotency_token("j-7")
+    own = example_job(LOOKOUT, "j-7")
+    own["params"] = {**own["params"], "ClientToken": "mine"}
+    assert decode(own, LOOKOUT).request["ClientToken"] == "mine"
+
+
+def test_region_must_be_enabled():
+    """A job may name only regions the dispatcher has clients for."""
+    assert decode(example_job(M2, "j", region="eu-west-1")).region == "eu-west-1"
+    error = failure(example_job(M2, "j", region="ap-south-1"))
+    assert error.code == "RegionNotEnabled"
+    assert "DISPATCHER_AWS_REGIONS" in error.message
+
+
+def test_expired_and_naive_not_after():
+    """A passed not_after is `expired`; a timestamp without a zone is invalid."""
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    assert failure(example_job(M2, "j", not_after=past)).category is Category.EXPIRED
+    assert failure(example_job(M2, "j", not_after="2030-01-01T00:00:00")).category is Category.INVALID
+
+
+def test_every_failing_field_is_named_by_path():
+    """All errors are reported at once, each with its JSON path."""
+    body = example_job(M2, "j", metadata={"k": 1})
+    body["params"] = {"applicationId": "a b", "jobParams": {"x": "y" * 2000}}
+    envelope_error = failure(body)
+    assert "metadata.k" in envelope_error.message
+    body["metadata"] = {}
+    error = failure(body)
+    for path in ("params.applicationId", "params.batchJobIdentifier", "params.jobParams.x"):
+        assert path in error.message
+
+
+def test_size_limit_is_checked_before_parsing():
+    """An oversized body is malformed without being parsed."""
+    assert failure(b"{" * 20_000).code == "MessageTooLarge"
+
+
+def test_json_path_quotes_keys_that_are_not_names():
+    """Map keys with punctuation are quoted so the path stays readable."""
+    assert json_path(("params", "jobParams", "9-x", "[key]")) == 'params.jobParams["9-x"] (the key)'
+    assert json_path(("a", 0, "b")) == "a[0].b"
