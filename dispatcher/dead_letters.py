@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # What the broker adds when it dead-letters or requeues; a replayed job starts afresh without them.
 BROKER_HEADER_PREFIXES = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
+# What triage stamps on an unknown routing key, given to the letters that expired before it could.
+UNSTAMPED_ERROR_CODE = "UnknownRoutingKey"
 # A person must look at these before a replay: AWS may already have started the job.
 NEEDS_JUDGEMENT = frozenset({Category.UNKNOWN_OUTCOME, Category.DELIVERY_LIMIT})
 PROPERTY_NAMES = (
@@ -106,17 +108,28 @@ class DeadLetter:
 
     @property
     def category(self) -> str:
-        """`x-dispatcher-category`."""
+        """`x-dispatcher-category`; `unroutable` for a letter that expired in triage unstamped."""
+        if self._unstamped_death() is not None:
+            return Category.UNROUTABLE.value
         return self._text("category")
 
     @property
     def error_code(self) -> str:
-        """`x-dispatcher-error-code`."""
+        """`x-dispatcher-error-code`, or the code triage would have stamped."""
+        if self._unstamped_death() is not None:
+            return UNSTAMPED_ERROR_CODE
         return self._text("error-code")
 
     @property
     def error_message(self) -> str:
-        """`x-dispatcher-error-message`."""
+        """`x-dispatcher-error-message`, or what happened to a letter no worker stamped."""
+        death = self._unstamped_death()
+        if death is not None:
+            queue = _header_text(death.get("queue")) or "the triage queue"
+            return (
+                f"no operation is bound to routing key {self.routing_key!r}; its AMQP expiration "
+                f"passed in {queue} before a worker could stamp it"
+            )
         return self._text("error-message")
 
     @property
@@ -132,10 +145,16 @@ class DeadLetter:
     @property
     def dead_lettered_at(self) -> datetime | None:
         """When it was dead-lettered, if the header is there and readable."""
-        try:
-            moment = datetime.fromisoformat(self._text("dead-lettered-at"))
-        except ValueError:
-            return None
+        death = self._unstamped_death()
+        if death is not None:
+            moment = death.get("time")  # the broker's own AMQP timestamp
+            if not isinstance(moment, datetime):
+                return None
+        else:
+            try:
+                moment = datetime.fromisoformat(self._text("dead-lettered-at"))
+            except ValueError:
+                return None
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     def age_s(self, now: datetime) -> float | None:
@@ -187,10 +206,27 @@ class DeadLetter:
         return Message(self.body, headers=headers, delivery_mode=DeliveryMode.PERSISTENT, **properties)
 
     def _text(self, name: str) -> str:
-        value = self.headers.get(f"{DISPATCHER_HEADER_PREFIX}{name}")
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-        return "" if value is None else str(value)
+        return _header_text(self.headers.get(f"{DISPATCHER_HEADER_PREFIX}{name}"))
+
+    def _unstamped_death(self) -> dict[str, Any] | None:
+        """The broker's latest `x-death` entry, for a letter that reached the DLQ without our headers.
+
+        Only the triage queue dead-letters into the DLQ itself, and only on expiry: a message sent
+        to an unknown routing key keeps its AMQP `expiration` through the alternate exchange and
+        can expire there before a worker takes it (every other path strips it).
+        """
+        if f"{DISPATCHER_HEADER_PREFIX}category" in self.headers:
+            return None
+        deaths = self.headers.get("x-death")
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+            return deaths[0]
+        return None
+
+
+def _header_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
 
 
 def _count(value: object) -> int:

@@ -78,6 +78,20 @@ def job_queue_arguments(names: Names, delivery_limit: int) -> dict[str, Any]:
     }
 
 
+def triage_queue_arguments(names: Names) -> dict[str, Any]:
+    """The triage queue: what expires here goes to the DLQ unstamped rather than nowhere.
+
+    A message sent to an unknown routing key keeps its AMQP `expiration` through the alternate
+    exchange, so with no worker running it would expire in triage and be dropped.
+    """
+    return {
+        **QUORUM,
+        "x-dead-letter-exchange": names.dead_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
 def retry_queue_arguments(names: Names, delay_s: float) -> dict[str, Any]:
     """A retry queue: one TTL for all its messages, so none waits behind a longer one."""
     return {
@@ -104,7 +118,7 @@ async def declare_topology(
     await dead_queue.bind(dead)
 
     triage = await channel.declare_exchange(names.triage, ExchangeType.FANOUT, durable=True)
-    triage_queue = await channel.declare_queue(names.triage, durable=True, arguments=QUORUM)
+    triage_queue = await channel.declare_queue(names.triage, durable=True, arguments=triage_queue_arguments(names))
     await triage_queue.bind(triage)
 
     jobs = await channel.declare_exchange(

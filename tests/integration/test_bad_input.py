@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from dispatcher.aws_regex import AwsPattern, compile_java_pattern
+from dispatcher.dead_letters import DeadLetter
 from dispatcher.examples import EXAMPLE_PARAMS, example_job
 from dispatcher.params_types import AwsUnion
 from dispatcher.registry import default_registry
@@ -664,8 +665,10 @@ async def test_whatever_arrives_the_worker_stays_up_and_each_message_ends_somewh
                         await asyncio.sleep(0.02)
             except TimeoutError:
                 pytest.fail(f"no result and no dead letter in {OUTCOME_TIMEOUT_S}s for {message!r}")
-            for _, headers in outcomes.dead.get(message["test_id"], []):
-                assert headers["x-dispatcher-category"] in CATEGORIES, (headers, message)
+            for body, headers in outcomes.dead.get(message["test_id"], []):
+                letter = DeadLetter(body, headers, {}, message["routing_key"])
+                assert letter.category in CATEGORIES, (headers, message)
+                assert letter.error_code, (headers, message)
             assert worker.ready
             assert not task.done()
 

@@ -140,6 +140,28 @@ async def test_list_leaves_the_queue_as_it_was(declare, broker, cli):
     assert await drain(broker, broker.dead_queue) == ids
 
 
+async def test_unknown_routing_key_that_expires_before_any_worker_still_reaches_the_dlq(declare, broker, cli):
+    """With no worker running, a job to an unknown key that expires in triage is dead-lettered, read as `unroutable`."""
+    await declare()
+    job_id = new_id()
+    await broker.publish(example_job(M2, job_id), "m2.StopBatchJob", expiration=0.05)
+
+    async with asyncio.timeout(20):
+        while not (
+            await broker.channel.declare_queue(broker.dead_queue, passive=True)
+        ).declaration_result.message_count:
+            await asyncio.sleep(0.1)
+    listed = await cli("dlq", "list", "--json", "--category", "unroutable")
+
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.json_lines()
+    assert line["job_id"] == job_id
+    assert line["error_code"] == "UnknownRoutingKey"
+    assert "'m2.StopBatchJob'" in line["error_message"]
+    assert "expiration" in line["error_message"]
+    assert 0 <= line["age_s"] < 60
+
+
 async def test_show_prints_the_whole_dead_letter(declare, broker, cli):
     """`show` prints the full error, properties, headers and the pretty body; bytes that are no text come as base64."""
     await declare()

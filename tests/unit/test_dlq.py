@@ -95,6 +95,25 @@ def test_headers_are_read_as_text_and_counts_as_integers():
     assert letter().attempts == 3
 
 
+def test_a_letter_that_expired_in_triage_unstamped_reads_as_unroutable():
+    """No `x-dispatcher-*` headers but the broker's expiry in triage: unroutable, aged from the broker's time."""
+    death = {
+        "reason": "expired",
+        "queue": "dispatcher.dead.triage",
+        "time": (NOW - timedelta(minutes=5)).replace(tzinfo=None),
+    }
+    read = DeadLetter(b"{}", {"x-death": [death]}, {}, "m2.Nope")
+    assert read.category == Category.UNROUTABLE
+    assert read.error_code == "UnknownRoutingKey"
+    assert "'m2.Nope'" in read.error_message
+    assert "dispatcher.dead.triage" in read.error_message
+    assert read.age_s(NOW) == 300
+    assert LetterFilter(categories=frozenset({"unroutable"})).matches(read, NOW)
+    stamped = letter(headers={**dead_headers(), "x-death": [death]})
+    assert (stamped.category, stamped.error_code) == ("rejected", "AccessDeniedException")
+    assert letter(headers={}).category == ""
+
+
 def test_original_routing_key_falls_back_to_the_current_one():
     """Service and operation come from the original routing key, else from the delivery's routing key."""
     moved = letter(headers=dead_headers(routing_key=DATAZONE))
