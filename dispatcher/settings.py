@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     aws_region: str | None = None
     aws_regions: list[str] = Field(default_factory=list)
     publish_timeout_s: PositiveFloat = 10.0
-    publish_channels: int = Field(default=4, ge=1, le=64)
+    publish_channels: int = Field(default=16, ge=1, le=64)
     shutdown_grace_s: PositiveFloat = 30.0
     reconnect_max_delay_s: PositiveFloat = 30.0
 
