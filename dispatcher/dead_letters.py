@@ -18,6 +18,7 @@ from aio_pika import DeliveryMode, Message
 
 from dispatcher.errors import Category, JobError
 from dispatcher.settle import DISPATCHER_HEADER_PREFIX, REPLAYS_HEADER
+from dispatcher.triage import latest_death
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -217,10 +218,7 @@ class DeadLetter:
         """
         if f"{DISPATCHER_HEADER_PREFIX}category" in self.headers:
             return None
-        deaths = self.headers.get("x-death")
-        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-            return deaths[0]
-        return None
+        return latest_death(self.headers.get("x-death")) or None
 
 
 def _header_text(value: object) -> str:

@@ -41,7 +41,7 @@ def triage(headers: dict[str, Any] | None, routing_key: str, job_queues: Mapping
     a publisher wrote itself names no queue of ours.
     """
     headers = headers if isinstance(headers, dict) else {}
-    latest = _latest_death(headers.get("x-death"))
+    latest = latest_death(headers.get("x-death"))
     queue = _text(latest.get("queue"))
     reason = _text(latest.get("reason")) if queue in job_queues else ""
     if reason == DELIVERY_LIMIT_REASON:
@@ -75,7 +75,8 @@ def job_id_of(body: bytes, max_bytes: int) -> str | None:
     return job_id if isinstance(job_id, str) else None
 
 
-def _latest_death(deaths: object) -> dict[str, Any]:
+def latest_death(deaths: object) -> dict[str, Any]:
+    """The newest entry of an `x-death` header (the broker puts it first), or {} if there is none."""
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         return deaths[0]
     return {}
