@@ -18,7 +18,7 @@ from aio_pika import DeliveryMode, Message
 
 from dispatcher.errors import Category, JobError
 from dispatcher.settle import DISPATCHER_HEADER_PREFIX, REPLAYS_HEADER
-from dispatcher.triage import latest_death
+from dispatcher.triage import UNKNOWN_ROUTING_KEY_CODE, latest_death
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 # What the broker adds when it dead-letters or requeues; a replayed job starts afresh without them.
 BROKER_HEADER_PREFIXES = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
-# What triage stamps on an unknown routing key, given to the letters that expired before it could.
-UNSTAMPED_ERROR_CODE = "UnknownRoutingKey"
 # A person must look at these before a replay: AWS may already have started the job.
 NEEDS_JUDGEMENT = frozenset({Category.UNKNOWN_OUTCOME, Category.DELIVERY_LIMIT})
 PROPERTY_NAMES = (
@@ -118,7 +116,7 @@ class DeadLetter:
     def error_code(self) -> str:
         """`x-dispatcher-error-code`, or the code triage would have stamped."""
         if self._unstamped_death() is not None:
-            return UNSTAMPED_ERROR_CODE
+            return UNKNOWN_ROUTING_KEY_CODE
         return self._text("error-code")
 
     @property

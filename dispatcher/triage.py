@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 DELIVERY_LIMIT_REASON = "delivery_limit"
 EXPIRED_REASON = "expired"
+UNKNOWN_ROUTING_KEY_CODE = "UnknownRoutingKey"
 
 
 class DeliveryLimitExceeded(JobError):
@@ -58,7 +59,7 @@ def triage(headers: dict[str, Any] | None, routing_key: str, job_queues: Mapping
             f"the message's AMQP expiration passed while it waited in {queue}, before a worker took it",
         )
     return UnknownRoutingKey(
-        "UnknownRoutingKey",
+        UNKNOWN_ROUTING_KEY_CODE,
         f"no operation is bound to routing key {routing_key!r}; known: {', '.join(job_queues.values())}",
     )
 
