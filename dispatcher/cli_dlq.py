@@ -22,6 +22,7 @@ from rich.text import Text
 
 from dispatcher.cli import EXIT_OPERATIONAL, UsageError, _settings, app, err
 from dispatcher.errors import Category
+from dispatcher.stamps import Stamper
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -197,6 +198,7 @@ def replay(
                 jobs_exchange=names.jobs_exchange,
                 letter_filter=letter_filter,
                 decoder=decoder,
+                stamper=Stamper.from_settings(settings),
                 publish_timeout_s=settings.publish_timeout_s,
                 force=force,
                 dry_run=dry_run,
@@ -262,6 +264,7 @@ def purge(
                 settings.amqp_url.get_secret_value(),
                 Names.from_settings(settings).dead_queue,
                 letter_filter,
+                stamper=Stamper.from_settings(settings),
                 backup=backup,
                 dry_run=dry_run,
                 limit=limit,
@@ -316,6 +319,7 @@ def _browse(letter_filter: LetterFilter, limit: int | None = None) -> Browse:
                 settings.amqp_url.get_secret_value(),
                 Names.from_settings(settings).dead_queue,
                 letter_filter,
+                stamper=Stamper.from_settings(settings),
                 limit=limit,
                 progress=progress,
             )

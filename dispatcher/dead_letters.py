@@ -17,8 +17,8 @@ import orjson
 from aio_pika import DeliveryMode, Message
 
 from dispatcher.errors import Category, JobError
-from dispatcher.settle import DISPATCHER_HEADER_PREFIX, REPLAYS_HEADER
-from dispatcher.triage import UNKNOWN_ROUTING_KEY_CODE, latest_death
+from dispatcher.stamps import DISPATCHER_HEADER_PREFIX, REPLAYS_HEADER
+from dispatcher.triage import EXPIRED_REASON, UNKNOWN_ROUTING_KEY_CODE, latest_death
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -27,11 +27,17 @@ if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
 
     from dispatcher.envelope import Decoder
+    from dispatcher.stamps import Stamper
 
 # What the broker adds when it dead-letters or requeues; a replayed job starts afresh without them.
 BROKER_HEADER_PREFIXES = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
-# A person must look at these before a replay: AWS may already have started the job.
-NEEDS_JUDGEMENT = frozenset({Category.UNKNOWN_OUTCOME, Category.DELIVERY_LIMIT})
+# A letter whose x-dispatcher-* headers no worker of this deployment signed: a publisher wrote
+# them, or the state secret differs. Its stamp is shown, never acted on.
+UNVERIFIED = "unverified"
+UNVERIFIED_CODE = "UnverifiedStamp"
+# A person must look at these before a replay: AWS may already have started the job, or the
+# letter's stamp cannot be trusted.
+NEEDS_JUDGEMENT = frozenset({Category.UNKNOWN_OUTCOME, Category.DELIVERY_LIMIT, UNVERIFIED})
 PROPERTY_NAMES = (
     "content_type",
     "content_encoding",
@@ -61,22 +67,29 @@ def parse_duration(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One dead-lettered message: its body, headers, AMQP properties and the routing key it has now."""
+    """One dead-lettered message: its body, headers, AMQP properties and the routing key it has now.
+
+    `stamped` says a worker of this deployment signed its `x-dispatcher-*` headers (see
+    `dispatcher.stamps`); only then are its category, codes and original routing key believed.
+    """
 
     body: bytes
     headers: dict[str, Any]
     properties: dict[str, Any]
     routing_key: str
+    stamped: bool
 
     @classmethod
-    def from_message(cls, message: AbstractIncomingMessage) -> Self:
+    def from_message(cls, message: AbstractIncomingMessage, stamper: Stamper) -> Self:
         """Keep what an operator needs of a delivery: everything but its delivery tag."""
         properties = {name: getattr(message, name) for name in PROPERTY_NAMES}
+        headers = dict(message.headers or {})
         return cls(
             message.body,
-            dict(message.headers or {}),
+            headers,
             {name: value for name, value in properties.items() if value is not None},
             message.routing_key or "",
+            stamper.verified(headers, message.body, message.message_id),
         )
 
     @property
@@ -93,7 +106,7 @@ class DeadLetter:
     @property
     def original_routing_key(self) -> str:
         """Where the job was first published: replay sends it back there."""
-        return self._text("original-routing-key") or self.routing_key
+        return (self.stamped and self._text("original-routing-key")) or self.routing_key
 
     @property
     def service(self) -> str:
@@ -110,14 +123,14 @@ class DeadLetter:
         """`x-dispatcher-category`; `unroutable` for a letter that expired in triage unstamped."""
         if self._unstamped_death() is not None:
             return Category.UNROUTABLE.value
-        return self._text("category")
+        return self._text("category") if self.stamped else UNVERIFIED
 
     @property
     def error_code(self) -> str:
         """`x-dispatcher-error-code`, or the code triage would have stamped."""
         if self._unstamped_death() is not None:
             return UNKNOWN_ROUTING_KEY_CODE
-        return self._text("error-code")
+        return self._text("error-code") if self.stamped else UNVERIFIED_CODE
 
     @property
     def error_message(self) -> str:
@@ -129,12 +142,17 @@ class DeadLetter:
                 f"no operation is bound to routing key {self.routing_key!r}; its AMQP expiration "
                 f"passed in {queue} before a worker could stamp it"
             )
+        if not self.stamped:
+            return (
+                "its x-dispatcher-* headers were not signed by a worker with this state secret: a publisher "
+                "wrote them, or DISPATCHER_STATE_SECRET differs from the workers'; nothing here acts on them"
+            )
         return self._text("error-message")
 
     @property
     def attempts(self) -> int:
         """AWS calls made for the job before it was dead-lettered."""
-        return _count(self.headers.get(f"{DISPATCHER_HEADER_PREFIX}attempts"))
+        return _count(self.headers.get(f"{DISPATCHER_HEADER_PREFIX}attempts")) if self.stamped else 0
 
     @property
     def replays(self) -> int:
@@ -149,6 +167,8 @@ class DeadLetter:
             moment = death.get("time")  # the broker's own AMQP timestamp
             if not isinstance(moment, datetime):
                 return None
+        elif not self.stamped:
+            return None
         else:
             try:
                 moment = datetime.fromisoformat(self._text("dead-lettered-at"))
@@ -170,7 +190,7 @@ class DeadLetter:
             "error_code": self.error_code,
             "error_message": self.error_message,
             "attempts": self.attempts,
-            "dead_lettered_at": self._text("dead-lettered-at") or None,
+            "dead_lettered_at": (self.stamped and self._text("dead-lettered-at")) or None,
             "age_s": self.age_s(now),
             "replays": self.replays,
             "message_id": self.properties.get("message_id"),
@@ -212,11 +232,13 @@ class DeadLetter:
 
         Only the triage queue dead-letters into the DLQ itself, and only on expiry: a message sent
         to an unknown routing key keeps its AMQP `expiration` through the alternate exchange and
-        can expire there before a worker takes it (every other path strips it).
+        can expire there before a worker takes it (every other path strips it). Such a letter
+        keeps whatever `x-dispatcher-*` headers its publisher wrote: they are not ours.
         """
-        if f"{DISPATCHER_HEADER_PREFIX}category" in self.headers:
+        if self.stamped:
             return None
-        return latest_death(self.headers.get("x-death")) or None
+        death = latest_death(self.headers.get("x-death"))
+        return death if _header_text(death.get("reason")) == EXPIRED_REASON else None
 
 
 def _header_text(value: object) -> str:

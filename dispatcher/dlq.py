@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from dispatcher.dead_letters import LetterFilter
     from dispatcher.envelope import Decoder
+    from dispatcher.stamps import Stamper
 
     Progress: TypeAlias = Callable[[int, int], None]  # (examined, total), for a progress bar
     Chunk: TypeAlias = "list[tuple[AbstractIncomingMessage, DeadLetter]]"
@@ -69,8 +70,11 @@ class Pacer:
 class _Scan:
     """Takes the messages the queue held at the start, chunk by chunk, giving back each chunk's rest."""
 
-    def __init__(self, queue: AbstractQueue, total: int, chunk_size: int, progress: Progress | None) -> None:
+    def __init__(
+        self, queue: AbstractQueue, total: int, chunk_size: int, progress: Progress | None, stamper: Stamper
+    ) -> None:
         self._queue = queue
+        self._stamper = stamper
         self.total = total
         self._chunk_size = chunk_size
         self.examined = 0
@@ -99,7 +103,7 @@ class _Scan:
         finally:
             await self._queue.cancel(consumer_tag)
         self.examined += len(messages)
-        return [(message, DeadLetter.from_message(message)) for message in messages]
+        return [(message, DeadLetter.from_message(message, self._stamper)) for message in messages]
 
     def each(self, chunk: Chunk) -> Iterator[tuple[AbstractIncomingMessage, DeadLetter]]:
         """The chunk's messages, each counted on the progress bar once it was handled."""
@@ -128,7 +132,11 @@ async def _connect(amqp_url: str) -> AsyncIterator[AbstractConnection]:
 
 @contextlib.asynccontextmanager
 async def _scan(
-    connection: AbstractConnection, queue_name: str, progress: Progress | None, chunk_size: int = CHUNK_SIZE
+    connection: AbstractConnection,
+    queue_name: str,
+    stamper: Stamper,
+    progress: Progress | None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> AsyncIterator[_Scan]:
     channel = await connection.channel()
     try:
@@ -136,7 +144,7 @@ async def _scan(
     except ChannelNotFoundEntity:
         msg = f"queue {queue_name} does not exist (run `dispatcher topology`, or check DISPATCHER_DEAD_EXCHANGE)"
         raise BrokerProblem(msg) from None
-    scan = _Scan(queue, queue.declaration_result.message_count or 0, chunk_size, progress)
+    scan = _Scan(queue, queue.declaration_result.message_count or 0, chunk_size, progress, stamper)
     try:
         yield scan
     except BaseException:
@@ -160,13 +168,14 @@ async def browse(
     queue_name: str,
     letter_filter: LetterFilter,
     *,
+    stamper: Stamper,
     limit: int | None = None,
     progress: Progress | None = None,
 ) -> Browse:
     """Read the matching dead letters (the first `limit` of them) and leave the queue as it was."""
     now = datetime.now(UTC)
     found = Browse()
-    async with _connect(amqp_url) as connection, _scan(connection, queue_name, progress) as scan:
+    async with _connect(amqp_url) as connection, _scan(connection, queue_name, stamper, progress) as scan:
         async for chunk in scan:
             for _, letter in scan.each(chunk):
                 if (limit is None or len(found.letters) < limit) and letter_filter.matches(letter, now):
@@ -207,6 +216,7 @@ async def replay(
     jobs_exchange: str,
     letter_filter: LetterFilter,
     decoder: Decoder,
+    stamper: Stamper,
     publish_timeout_s: float,
     force: bool = False,
     dry_run: bool = False,
@@ -228,7 +238,7 @@ async def replay(
     async with _connect(amqp_url) as connection:
         jobs = await _jobs_exchange(connection, jobs_exchange)
         chunk_size = CHUNK_SIZE if rate_per_s is None else max(1, min(CHUNK_SIZE, int(rate_per_s * MAX_CHUNK_HOLD_S)))
-        async with _scan(connection, dead_queue, progress, chunk_size) as scan:
+        async with _scan(connection, dead_queue, stamper, progress, chunk_size) as scan:
             async for chunk in scan:
                 for message, letter in scan.each(chunk):
                     if stopped or (limit is not None and decided >= limit) or not letter_filter.matches(letter, now):
@@ -275,6 +285,7 @@ async def purge(
     queue_name: str,
     letter_filter: LetterFilter,
     *,
+    stamper: Stamper,
     backup: Path | None = None,
     dry_run: bool = False,
     limit: int | None = None,
@@ -283,7 +294,7 @@ async def purge(
     """Delete the matching dead letters, after appending them to `backup` (fsynced) when given."""
     now = datetime.now(UTC)
     report = Browse()
-    async with _connect(amqp_url) as connection, _scan(connection, queue_name, progress) as scan:
+    async with _connect(amqp_url) as connection, _scan(connection, queue_name, stamper, progress) as scan:
         async for chunk in scan:
             doomed: Chunk = []
             for message, letter in scan.each(chunk):

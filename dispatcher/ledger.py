@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from dispatcher.errors import Category, JobError
+
 if TYPE_CHECKING:
     from dispatcher.envelope import Job
 
@@ -28,6 +30,16 @@ def fingerprint(job: Job) -> str:
     """A hash of what the job asks AWS to do; the same job_id must always mean the same request."""
     canonical = orjson.dumps([job.operation.routing_key, job.region, job.request], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+class LedgerUnavailable(JobError):
+    """Raised by `claim` when the shared ledger cannot answer and calling AWS could start a job twice.
+
+    The job waits in the first retry queue, without spending its retry budget, until it can.
+    """
+
+    category = Category.EXHAUSTED
+    retryable = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,29 +117,41 @@ class LocalLedger:
             if flight.print_ != job_print:
                 return Claim(ClaimState.MISMATCH)
             await flight.done.wait()
-        known = self._known(job.job_id)
-        if known is not None:
-            recorded_print, started = known
-            if recorded_print != job_print:
-                return Claim(ClaimState.MISMATCH)
-            if started is not None:
-                return Claim(ClaimState.STARTED, started)
-            if job.operation.idempotency_token_member is None:
-                return Claim(ClaimState.STALE)
+        recalled = self.recall(job, job_print)
+        if recalled is not None:
+            return recalled
         self._in_flight[job.job_id] = _Flight(job_print)
         return Claim(ClaimState.CLAIMED)
+
+    def recall(self, job: Job, job_print: str | None = None) -> Claim | None:
+        """What this process remembers that decides the job without a call, or None."""
+        known = self._known(job.job_id)
+        if known is None:
+            return None
+        recorded_print, started = known
+        if recorded_print != (job_print or fingerprint(job)):
+            return Claim(ClaimState.MISMATCH)
+        if started is not None:
+            return Claim(ClaimState.STARTED, started)
+        if job.operation.idempotency_token_member is None:
+            return Claim(ClaimState.STALE)
+        return None
 
     async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
         """Record the outcome and wake any delivery of the same job waiting here."""
         del claim
         flight = self._in_flight.pop(job.job_id, None)
-        job_print = flight.print_ if flight else fingerprint(job)
+        self.remember(job, how, started, flight.print_ if flight else None)
+        if flight is not None:
+            flight.done.set()
+
+    def remember(self, job: Job, how: Finish, started: StartedEntry | None, job_print: str | None = None) -> None:
+        """Keep what a call for the job came to: started, or unknown (a cleared claim leaves nothing)."""
+        job_print = job_print or fingerprint(job)
         if how is Finish.STARTED and started is not None:
             self._remember(self._started, job.job_id, (time.monotonic() + self._ttl_s, job_print, started))
         elif how is Finish.KEEP:
             self._remember(self._unknown, job.job_id, job_print)
-        if flight is not None:
-            flight.done.set()
 
     def _known(self, job_id: str) -> tuple[str, StartedEntry | None] | None:
         entry = self._started.get(job_id)

@@ -3,7 +3,13 @@
 An entry per job_id, JSON, expiring after `ledger_ttl_s`: `in-flight` (with the request's
 fingerprint, the Redis time of the claim and the claim's id) while a worker calls AWS, then
 `started` with the response. Claims are one Lua script, so two replicas can never both claim.
-While Redis cannot be reached the process falls back to its own ledger (and says so once).
+
+What this process itself recorded is also kept in its own ledger and consulted first, so a Redis
+restarted empty (or one that failed to take a `started` entry) cannot make this process start a
+job twice. While Redis cannot be reached, a job whose operation has an idempotency token goes
+ahead on the process's own ledger (AWS itself refuses a second job for the same token); a job
+without one is held (`LedgerUnavailable`: it waits in a retry queue) unless the deployment chose
+`ledger_fallback: local`, which cannot see other replicas' starts.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import orjson
 import structlog
 from redis.exceptions import RedisError
 
-from dispatcher.ledger import Claim, ClaimState, Finish, LocalLedger, StartedEntry, fingerprint
+from dispatcher.ledger import Claim, ClaimState, Finish, LedgerUnavailable, LocalLedger, StartedEntry, fingerprint
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -57,7 +63,14 @@ class RedisLedger:
     """The fleet's ledger; a call in flight elsewhere is waited for until it is older than `stale_after_s`."""
 
     def __init__(
-        self, redis: Redis, *, ttl_s: float, stale_after_s: float, retry_unknown_outcome: bool, prefix: str
+        self,
+        redis: Redis,
+        *,
+        ttl_s: float,
+        stale_after_s: float,
+        retry_unknown_outcome: bool,
+        prefix: str,
+        hold_when_unavailable: bool = True,
     ) -> None:
         self._redis = redis
         self._ttl_ms = int(ttl_s * 1000)
@@ -67,12 +80,16 @@ class RedisLedger:
         self._claim = redis.register_script(CLAIM)
         self._clear = redis.register_script(CLEAR)
         self._local = LocalLedger(ttl_s)
+        self._hold_when_unavailable = hold_when_unavailable
         self._redis_down_until = 0.0
 
     async def claim(self, job: Job) -> Claim:
-        """Claim the job for a call, unless the fleet already knows something about it."""
+        """Claim the job for a call, unless this process or the fleet already knows something about it."""
+        recalled = self._local.recall(job)
+        if recalled is not None:
+            return recalled
         if time.monotonic() < self._redis_down_until:
-            return await self._local.claim(job)
+            return await self._without_redis(job)
         claim_id = uuid.uuid4().hex
         # With a token AWS itself protects a repeated call; without one only the ledger does.
         may_take_over = job.operation.idempotency_token_member is not None or self._retry_unknown_outcome
@@ -90,7 +107,7 @@ class RedisLedger:
             )
         except (RedisError, OSError) as exc:
             self._fall_back(exc)
-            return await self._local.claim(job)
+            return await self._without_redis(job)
         self._redis_down_until = 0.0
         state = ClaimState(_text(state))
         started = _started(raw) if state is ClaimState.STARTED else None
@@ -101,6 +118,7 @@ class RedisLedger:
         if not claim.claim_id:
             await self._local.finish(job, claim, how, started)
             return
+        self._local.remember(job, how, started)
         try:
             if how is Finish.STARTED and started is not None:
                 entry = {
@@ -120,12 +138,21 @@ class RedisLedger:
             # The claim stays in flight and expires; a redelivery meanwhile is treated as unknown.
             self._fall_back(exc)
 
+    async def _without_redis(self, job: Job) -> Claim:
+        if job.operation.idempotency_token_member is None and self._hold_when_unavailable:
+            msg = (
+                "the start ledger in Redis cannot be reached and this operation has no idempotency token: "
+                "the job waits until Redis answers rather than risk starting it twice"
+            )
+            raise LedgerUnavailable("LedgerUnavailable", msg)
+        return await self._local.claim(job)
+
     def _key(self, job: Job) -> str:
         return f"{self._prefix}:ledger:{job.job_id}"
 
     def _fall_back(self, exc: BaseException) -> None:
         if time.monotonic() >= self._redis_down_until:
-            log.warning("redis_unreachable_using_local_ledger", error=repr(exc))
+            log.warning("redis_unreachable", error=repr(exc), hold_tokenless_jobs=self._hold_when_unavailable)
         self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
 
 

@@ -6,7 +6,7 @@ It returns an `Outcome` and never touches the broker: `settle` acts on what it r
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -15,10 +15,11 @@ import structlog
 from dispatcher import metrics
 from dispatcher.classify import classify_aws_failure
 from dispatcher.errors import DuplicateJobId, ExpiredJob, JobError, RetryableAwsError, ThrottledByAws, UnknownOutcome
-from dispatcher.ledger import Claim, ClaimState, Finish, StartedEntry
+from dispatcher.ledger import Claim, ClaimState, Finish, LedgerUnavailable, StartedEntry
 from dispatcher.outcome import DeadLetter, Outcome, Requeue, RetryLater, Succeeded
 from dispatcher.results import FAILED, SUCCEEDED, Result
 from dispatcher.retry import RetrySchedule, RetryState, jitter_s
+from dispatcher.triage import job_id_of
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping
@@ -42,6 +43,8 @@ class Arrival:
     message_id: str | None
     headers: dict[str, object]
     received_at: datetime
+    state: RetryState = field(default_factory=RetryState)  # what earlier deliveries did, as a worker signed it
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +83,13 @@ class Pipeline:
 
     async def run(self, arrival: Arrival) -> Outcome:
         """Decode and start the job; bad input and AWS refusals become dead letters."""
-        state = RetryState.from_headers(arrival.headers)
+        state = arrival.state
         try:
             job = self._decoder.decode(arrival.body, arrival.routing_key, arrival.message_id)
         except JobError as error:
-            return _dead_letter(arrival, None, error, state)
+            # The body's job_id, when it has a usable one, names the result of a job that failed to decode.
+            body_job_id = job_id_of(arrival.body, self._decoder.max_message_bytes)
+            return _dead_letter(replace(arrival, message_id=body_job_id or arrival.message_id), None, error, state)
         structlog.contextvars.bind_contextvars(job_id=job.job_id)
         return await self._attempt(arrival, job, state)
 
@@ -99,12 +104,9 @@ class Pipeline:
                 return Requeue("shutting down before AWS was called")
             waited_s = asyncio.get_running_loop().time() - asked_at
             metrics.RATE_LIMIT_WAIT_SECONDS.labels(label).observe(waited_s)
-            if job.expired(datetime.now(UTC)):
-                error = ExpiredJob("JobExpired", f"not_after {job.not_after} passed before AWS could be called")
-                return _dead_letter(arrival, job, error, state)
-            claim = await self._claim(job)
-            if claim.state is not ClaimState.CLAIMED:
-                return self._known_outcome(arrival, job, state, claim)
+            claim = await self._before_call(arrival, job, state)
+            if not isinstance(claim, Claim):
+                return claim
             try:
                 entry = await self._call(job, state, claim)
             except ThrottledByAws as error:
@@ -130,6 +132,19 @@ class Pipeline:
             limiter.on_success()
             metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
             return Succeeded(_result(arrival, job, SUCCEEDED, entry.attempts, started=entry))
+
+    async def _before_call(self, arrival: Arrival, job: Job, state: RetryState) -> Claim | Outcome:
+        """The ledger claim for a call now, or the outcome that makes a call needless or unsafe."""
+        if job.expired(datetime.now(UTC)):
+            error = ExpiredJob("JobExpired", f"not_after {job.not_after} passed before AWS could be called")
+            return _dead_letter(arrival, job, error, state)
+        try:
+            claim = await self._claim(job)
+        except LedgerUnavailable as error:
+            return await self._retry(state, error, self._policy.schedule.delays_s[0], spend=False)
+        if claim.state is not ClaimState.CLAIMED:
+            return self._known_outcome(arrival, job, state, claim)
+        return claim
 
     async def _claim(self, job: Job) -> Claim:
         """Claim the job in the ledger, waiting out a call for it in flight elsewhere."""
@@ -226,7 +241,6 @@ def _result(
     deduplicated: bool = False,
 ) -> Result:
     service, _, operation = arrival.routing_key.partition(".")
-    traceparent = arrival.headers.get("traceparent")
     request_id = started.aws_request_id if started else error.aws_request_id if error else None
     return Result(
         job_id=job.job_id if job else arrival.message_id,
@@ -241,7 +255,7 @@ def _result(
         error=error,
         aws_request_id=request_id,
         deduplicated=deduplicated,
-        traceparent=str(traceparent) if traceparent else None,
+        traceparent=arrival.traceparent,
     )
 
 

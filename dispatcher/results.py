@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from dispatcher import amqp_values
+
 if TYPE_CHECKING:
     from dispatcher.errors import JobError
 
@@ -75,4 +77,4 @@ class Result:
     def routing_key(self, fallback: str) -> str:
         """`<service>.<Operation>.<outcome>`, or the arrival routing key when the body named none."""
         base = f"{self.service}.{self.operation}" if self.service and self.operation else fallback
-        return f"{base}.{self.outcome}"
+        return amqp_values.routing_key(base, f".{self.outcome}")

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
     redis_url: SecretStr | None = None
+    # Signs the dispatcher's own headers (dispatcher.stamps); unset, derived from amqp_url.
+    state_secret: SecretStr | None = None
 
     jobs_exchange: str = "dispatcher.jobs"
     results_exchange: str = "dispatcher.results"
@@ -76,6 +78,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     ledger_ttl_s: PositiveFloat = 7 * 24 * 3600.0
+    # While Redis cannot answer: "hold" parks jobs without an idempotency token in the first retry
+    # queue; "local" uses the process's own ledger, which cannot see other replicas (unsafe).
+    ledger_fallback: Literal["hold", "local"] = "hold"
     expected_replicas: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")

@@ -3,6 +3,10 @@
 Nothing else in the dispatcher acks, nacks or rejects. A publish that is not confirmed leaves
 the delivery unacked (requeued), so the job is redelivered rather than lost; a settlement on a
 channel that is gone is left to the broker, which redelivers it.
+
+Whatever a message carries, settlement does not raise: what is copied from the delivery is made
+encodable first (`amqp_values`), and if building or publishing a copy still fails, the outcome is
+settled once more with messages made only of the body and the dispatcher's own values.
 """
 
 from __future__ import annotations
@@ -16,21 +20,23 @@ import structlog
 from aio_pika import DeliveryMode, Message
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, MessageProcessError
 
-from dispatcher import metrics
+from dispatcher import amqp_values, metrics
 from dispatcher.outcome import DeadLetter, Requeue, RetryLater, Succeeded
 from dispatcher.publisher import PublishFailed, publish_confirmed
 from dispatcher.results import Result, rfc3339
+from dispatcher.stamps import without_dispatcher_headers
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
     from dispatcher.errors import JobError
     from dispatcher.outcome import Outcome
+    from dispatcher.stamps import Stamper
+    from dispatcher.topology import Names
 
 log = structlog.get_logger("dispatcher.settle")
 
-DISPATCHER_HEADER_PREFIX = "x-dispatcher-"
-REPLAYS_HEADER = "x-dispatcher-replays"
+SAFE_COPY_HEADER = "x-dispatcher-safe-copy"
 SETTLE_ERRORS = (ChannelInvalidStateError, AMQPError, MessageProcessError, ConnectionError, RuntimeError)
 
 
@@ -47,81 +53,157 @@ class Exchanges:
 class Settler:
     """Turns an `Outcome` into confirmed publishes and exactly one ack or nack."""
 
-    def __init__(self, channels: list[Exchanges], *, publish_timeout_s: float, results_queue_enabled: bool) -> None:
+    def __init__(
+        self,
+        channels: list[Exchanges],
+        *,
+        names: Names,
+        stamper: Stamper,
+        publish_timeout_s: float,
+        results_queue_enabled: bool,
+    ) -> None:
         # Publishes on one channel go one at a time (aiormq holds a lock per frame written), so
         # outcomes are spread over a few channels; each settlement stays on one of them.
         self._channels = itertools.cycle(channels)
+        self._names = names
+        self._stamper = stamper
         self._timeout_s = publish_timeout_s
         self._results_mandatory = results_queue_enabled
 
     async def settle(self, message: AbstractIncomingMessage, outcome: Outcome, label: str) -> bool:
-        """Act on the outcome; True if the delivery was acked (the job is done here)."""
+        """Act on the outcome; True if the delivery was acked (the job is done here). Never raises."""
         exchanges = next(self._channels)
+        if isinstance(outcome, Requeue):
+            await _nack(message, label)
+            return False
         try:
-            if isinstance(outcome, Requeue):
-                await _nack(message, label)
-                return False
-            if isinstance(outcome, RetryLater):
-                await self._publish_retry(exchanges, message, outcome)
-                metrics.RETRIES.labels(label).inc()
-            elif isinstance(outcome, DeadLetter):
-                await self._publish_dead_letter(exchanges, message, outcome)
-                await self._publish_result(exchanges, message, outcome.result)
-                metrics.DEAD_LETTERS.labels(label, str(outcome.error.category)).inc()
-            elif isinstance(outcome, Succeeded):
-                await self._publish_result(exchanges, message, outcome.result)
+            try:
+                await self._publish(exchanges, _Copier(message), outcome)
+            except PublishFailed:
+                raise
+            except Exception as exc:
+                log.exception("settlement_failed_settling_a_safe_copy", error=repr(exc))
+                await self._publish(exchanges, _Copier(message, safe_reason=repr(exc)), outcome)
         except PublishFailed as exc:
             log.warning("publish_failed_requeueing", error=str(exc))
             await _nack(message, label)
             return False
+        except Exception:
+            log.exception("safe_copy_failed_requeueing")
+            await _nack(message, label)
+            return False
+        _count(outcome, label)
         return await _ack(message, label)
 
-    async def _publish_result(self, exchanges: Exchanges, incoming: AbstractIncomingMessage, result: Result) -> None:
-        body = result.to_json()
-        message = Message(
-            body,
+    async def _publish(self, exchanges: Exchanges, copier: _Copier, outcome: Outcome) -> None:
+        """Build every message first, so a copy that cannot be built fails before anything is sent."""
+        for publish in self._publishes(exchanges, copier, outcome):
+            try:
+                await publish_confirmed(
+                    publish.exchange,
+                    publish.message,
+                    publish.routing_key,
+                    timeout_s=self._timeout_s,
+                    mandatory=publish.mandatory,
+                )
+            except PublishFailed as exc:
+                if not publish.is_reply:
+                    raise
+                # The result is safe in dispatcher.results; a publisher that went away must not block the job.
+                log.warning("reply_to_unreachable", reply_to=publish.routing_key, error=str(exc))
+
+    def _publishes(self, exchanges: Exchanges, copier: _Copier, outcome: Outcome) -> list[_Publish]:
+        if isinstance(outcome, RetryLater):
+            retry = copier.copy(outcome.state.to_headers(), self._stamper)
+            return [_Publish(exchanges.retry[outcome.delay_s], retry, copier.routing_key)]
+        if isinstance(outcome, DeadLetter):
+            stamp = dead_letter_headers(outcome.error, outcome.attempts, copier.routing_key)
+            dead = _Publish(exchanges.dead, copier.copy(stamp, self._stamper), copier.routing_key)
+            return [dead, *self._result_publishes(exchanges, copier, outcome.result)]
+        if isinstance(outcome, Succeeded):
+            return self._result_publishes(exchanges, copier, outcome.result)
+        return []
+
+    def _result_publishes(self, exchanges: Exchanges, copier: _Copier, result: Result) -> list[_Publish]:
+        message = copier.result(result)
+        routing_key = result.routing_key(copier.routing_key or "unknown")
+        publishes = [_Publish(exchanges.results, message, routing_key, mandatory=self._results_mandatory)]
+        reply_to = copier.reply_to
+        if reply_to is not None and self._names.owns(reply_to):
+            # A reply into our own queues would turn a result into a job or a dead letter.
+            log.warning("reply_to_is_a_dispatcher_queue_not_replying", reply_to=reply_to)
+        elif reply_to is not None:
+            publishes.append(_Publish(exchanges.default, message, reply_to, is_reply=True))
+        return publishes
+
+
+@dataclass(frozen=True, slots=True)
+class _Publish:
+    exchange: AbstractExchange
+    message: Message
+    routing_key: str
+    mandatory: bool = True
+    is_reply: bool = False
+
+
+class _Copier:
+    """Builds the messages a settlement publishes from a delivery, copying only what can be sent.
+
+    With `safe_reason` (the last resort) nothing of the delivery is copied but its body and the
+    dispatcher's own values, and the copy says why in `x-dispatcher-safe-copy`.
+    """
+
+    def __init__(self, incoming: AbstractIncomingMessage, safe_reason: str | None = None) -> None:
+        self._incoming = incoming
+        self._safe_reason = safe_reason
+        self.routing_key = amqp_values.short_string(incoming.routing_key or "")
+        self.message_id = amqp_values.optional_short_string(incoming.message_id)
+        self.reply_to = None if safe_reason else amqp_values.optional_short_string(incoming.reply_to)
+
+    def result(self, result: Result) -> Message:
+        """The result message of contract section 3."""
+        incoming = self._incoming
+        trace = None if self._safe_reason else amqp_values.traceparent(incoming.headers)
+        correlation_id = None if self._safe_reason else amqp_values.optional_short_string(incoming.correlation_id)
+        return Message(
+            result.to_json(),
             content_type="application/json",
             delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=result.job_id,
-            correlation_id=incoming.correlation_id or incoming.message_id or result.job_id,
-            headers=_trace_headers(incoming.headers),
+            message_id=amqp_values.optional_short_string(result.job_id),
+            correlation_id=correlation_id or self.message_id or amqp_values.optional_short_string(result.job_id),
+            headers={"traceparent": trace} if trace else {},
             timestamp=result.finished_at,
         )
-        routing_key = result.routing_key(incoming.routing_key or "unknown")
-        await publish_confirmed(
-            exchanges.results,
-            message,
-            routing_key,
-            timeout_s=self._timeout_s,
-            mandatory=self._results_mandatory,
-        )
-        if incoming.reply_to:
-            try:
-                await publish_confirmed(exchanges.default, message, incoming.reply_to, timeout_s=self._timeout_s)
-            except PublishFailed as exc:
-                # The result is safe in dispatcher.results; a publisher that went away must not block the job.
-                log.warning("reply_to_unreachable", reply_to=incoming.reply_to, error=str(exc))
 
-    async def _publish_dead_letter(
-        self, exchanges: Exchanges, incoming: AbstractIncomingMessage, outcome: DeadLetter
-    ) -> None:
-        headers = _without_dispatcher_headers(incoming.headers)
-        headers.update(dead_letter_headers(outcome.error, outcome.attempts, incoming.routing_key or ""))
-        await publish_confirmed(
-            exchanges.dead,
-            _copy(incoming, headers),
-            incoming.routing_key or "",
-            timeout_s=self._timeout_s,
-        )
+    def copy(self, stamp: dict[str, Any], stamper: Stamper) -> Message:
+        """The same body byte for byte and the same properties, with the dispatcher's signed headers.
 
-    async def _publish_retry(
-        self, exchanges: Exchanges, incoming: AbstractIncomingMessage, outcome: RetryLater
-    ) -> None:
-        headers = _without_dispatcher_headers(incoming.headers)
-        headers.update(outcome.state.to_headers())
-        exchange = exchanges.retry[outcome.delay_s]
-        await publish_confirmed(
-            exchange, _copy(incoming, headers), incoming.routing_key or "", timeout_s=self._timeout_s
+        `expiration` is dropped (a dead letter must not expire) and `user_id` too (the broker
+        checks it against the connection's user, and a mismatch closes the channel).
+        """
+        incoming = self._incoming
+        if self._safe_reason:
+            headers: dict[str, Any] = {SAFE_COPY_HEADER: amqp_values.header_value(self._safe_reason), **stamp}
+            return Message(
+                incoming.body,
+                headers=stamper.sign(headers, incoming.body, self.message_id),
+                delivery_mode=DeliveryMode.PERSISTENT,
+                message_id=self.message_id,
+            )
+        headers = {**amqp_values.headers(without_dispatcher_headers(incoming.headers)), **stamp}
+        return Message(
+            incoming.body,
+            headers=stamper.sign(headers, incoming.body, self.message_id),
+            content_type=amqp_values.optional_short_string(incoming.content_type),
+            content_encoding=amqp_values.optional_short_string(incoming.content_encoding),
+            delivery_mode=DeliveryMode.PERSISTENT,
+            priority=incoming.priority,
+            correlation_id=amqp_values.optional_short_string(incoming.correlation_id),
+            reply_to=self.reply_to,
+            message_id=self.message_id,
+            timestamp=incoming.timestamp,
+            type=amqp_values.optional_short_string(incoming.type),
+            app_id=amqp_values.optional_short_string(incoming.app_id),
         )
 
 
@@ -142,38 +224,11 @@ def dead_letter_headers(error: JobError, attempts: int, routing_key: str) -> dic
     return headers
 
 
-def _without_dispatcher_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
-    """The headers minus the dispatcher's own, except the replay count, which a job keeps for good."""
-    return {
-        k: v for k, v in (headers or {}).items() if not k.startswith(DISPATCHER_HEADER_PREFIX) or k == REPLAYS_HEADER
-    }
-
-
-def _trace_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
-    traceparent = (headers or {}).get("traceparent")
-    return {"traceparent": traceparent} if traceparent else {}
-
-
-def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> Message:
-    """The same body byte for byte and the same properties, with new headers.
-
-    `expiration` is dropped (a dead letter must not expire) and `user_id` too (the broker
-    checks it against the connection's user, and a mismatch closes the channel).
-    """
-    return Message(
-        incoming.body,
-        headers=headers,
-        content_type=incoming.content_type,
-        content_encoding=incoming.content_encoding,
-        delivery_mode=DeliveryMode.PERSISTENT,
-        priority=incoming.priority,
-        correlation_id=incoming.correlation_id,
-        reply_to=incoming.reply_to,
-        message_id=incoming.message_id,
-        timestamp=incoming.timestamp,
-        type=incoming.type,
-        app_id=incoming.app_id,
-    )
+def _count(outcome: Outcome, label: str) -> None:
+    if isinstance(outcome, RetryLater):
+        metrics.RETRIES.labels(label).inc()
+    elif isinstance(outcome, DeadLetter):
+        metrics.DEAD_LETTERS.labels(label, str(outcome.error.category)).inc()
 
 
 async def _ack(message: AbstractIncomingMessage, label: str) -> bool:

@@ -54,6 +54,13 @@ class Names:
         """Exchange and queue for dead letters the broker makes; the worker stamps and moves them."""
         return f"{self.dead_exchange}.triage"
 
+    def owns(self, queue: str) -> bool:
+        """True for any queue name the dispatcher uses or may use: replies must never go there."""
+        return any(
+            queue == name or queue.startswith(f"{name}.")
+            for name in (self.jobs_exchange, self.results_exchange, self.dead_exchange)
+        )
+
     def retry_exchange(self, delay_s: float) -> str:
         """Fanout exchange in front of the retry queue of one delay."""
         return f"{self.jobs_exchange}.retry.{_delay_label(delay_s)}"

@@ -7,6 +7,7 @@ delivery limit, so a message this could not handle would be redelivered forever.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 DELIVERY_LIMIT_REASON = "delivery_limit"
 EXPIRED_REASON = "expired"
 UNKNOWN_ROUTING_KEY_CODE = "UnknownRoutingKey"
+# The contract's job_id (section 2); anything else in a bad body is not taken for one.
+_JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class DeliveryLimitExceeded(JobError):
@@ -33,16 +36,19 @@ class UnknownRoutingKey(JobError):
     category = Category.UNROUTABLE
 
 
-def triage(headers: dict[str, Any] | None, routing_key: str, job_queues: Mapping[str, str]) -> JobError:
+def triage(
+    headers: dict[str, Any] | None, routing_key: str, job_queues: Mapping[str, str], *, dead_lettered: bool
+) -> JobError:
     """Why the broker dead-lettered this message, read from its latest `x-death` entry.
 
-    `job_queues` maps each operation queue to its routing key. Only an entry naming one of them is
-    believed: there a delivery limit or the job's own AMQP `expiration` ended it. An expiry anywhere
-    else (a retry queue) says nothing about why the message then found no queue, and an `x-death`
-    a publisher wrote itself names no queue of ours.
+    `dead_lettered` says the message came through the triage exchange, where only the broker's
+    dead-lettering puts it; through the alternate exchange it carries only what its publisher
+    wrote, `x-death` included, so it is unroutable whatever that says. `job_queues` maps each
+    operation queue to its routing key; only an entry naming one of them is believed: there a
+    delivery limit or the job's own AMQP `expiration` ended it.
     """
     headers = headers if isinstance(headers, dict) else {}
-    latest = latest_death(headers.get("x-death"))
+    latest = latest_death(headers.get("x-death")) if dead_lettered else {}
     queue = _text(latest.get("queue"))
     reason = _text(latest.get("reason")) if queue in job_queues else ""
     if reason == DELIVERY_LIMIT_REASON:
@@ -65,7 +71,7 @@ def triage(headers: dict[str, Any] | None, routing_key: str, job_queues: Mapping
 
 
 def job_id_of(body: bytes, max_bytes: int) -> str | None:
-    """The body's job_id if it is a small JSON object that has one; never raises."""
+    """The body's job_id if it is a small JSON object that has a valid one; never raises."""
     if len(body) > max_bytes:
         return None
     try:
@@ -73,7 +79,7 @@ def job_id_of(body: bytes, max_bytes: int) -> str | None:
     except orjson.JSONDecodeError:
         return None
     job_id = document.get("job_id") if isinstance(document, dict) else None
-    return job_id if isinstance(job_id, str) else None
+    return job_id if isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) else None
 
 
 def latest_death(deaths: object) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
-from dispatcher import metrics
+from dispatcher import amqp_values, metrics
 from dispatcher.aws import AwsClients
 from dispatcher.envelope import Decoder
 from dispatcher.ledger import Ledger, LocalLedger
@@ -31,6 +31,7 @@ from dispatcher.ratelimit_redis import SharedLimiter
 from dispatcher.results import FAILED, Result
 from dispatcher.retry import RetrySchedule, RetryState
 from dispatcher.settle import Exchanges, Settler
+from dispatcher.stamps import SIGNATURE_HEADER, Stamper
 from dispatcher.topology import Names, declare_topology
 from dispatcher.triage import job_id_of, triage
 
@@ -45,6 +46,8 @@ log = structlog.get_logger("dispatcher.worker")
 
 TRIAGE_LABEL = "triage"
 REDIS_TIMEOUT_S = 2.0
+REDIS_POOL_WAIT_S = 10.0
+REDIS_SPARE_CONNECTIONS = 8
 # A claim older than a call can take means its worker died mid-call.
 LEDGER_STALE_MARGIN_S = 5.0
 
@@ -71,20 +74,13 @@ class Worker:
         self._draining = asyncio.Event()
         self._session: Session | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stamper = Stamper.from_settings(settings)
         self.aws = AwsClients(
             pool_size=settings.concurrency * max(1, len(registry)),
             connect_timeout_s=settings.aws_connect_timeout_s,
             call_timeout_s=settings.aws_call_timeout_s,
         )
-        self.redis = (
-            Redis.from_url(
-                settings.redis_url.get_secret_value(),
-                socket_timeout=REDIS_TIMEOUT_S,
-                socket_connect_timeout=REDIS_TIMEOUT_S,
-            )
-            if settings.redis_url
-            else None
-        )
+        self.redis = _redis(settings, len(registry)) if settings.redis_url else None
         self.limiters = {
             (op.routing_key, region): self._limiter(op.routing_key, region)
             for op in registry
@@ -120,6 +116,7 @@ class Worker:
             stale_after_s=self.settings.aws_call_timeout_s + LEDGER_STALE_MARGIN_S,
             retry_unknown_outcome=self.settings.retry_unknown_outcome,
             prefix=self.settings.jobs_exchange,
+            hold_when_unavailable=self.settings.ledger_fallback == "hold",
         )
 
     @property
@@ -210,6 +207,8 @@ class Worker:
         )
         settler = Settler(
             [await self._exchanges(channel) for channel in publish_channels],
+            names=self.names,
+            stamper=self.stamper,
             publish_timeout_s=settings.publish_timeout_s,
             results_queue_enabled=settings.results_queue_enabled,
         )
@@ -254,33 +253,45 @@ class Worker:
             log.error("job_task_failed", error=repr(task.exception()))
 
     async def _handle(self, session: Session, message: AbstractIncomingMessage, label: str) -> None:
-        structlog.contextvars.clear_contextvars()
-        context = {"operation": label, "message_id": message.message_id}
-        traceparent = (message.headers or {}).get("traceparent")
-        if traceparent:
-            context["traceparent"] = str(traceparent)
-        structlog.contextvars.bind_contextvars(**context)
-        arrival = Arrival(
-            body=message.body,
-            routing_key=message.routing_key or "",
-            message_id=message.message_id,
-            headers=dict(message.headers or {}),
-            received_at=datetime.now(UTC),
-        )
+        started_at = datetime.now(UTC)
         metrics.IN_FLIGHT.labels(label).inc()
         try:
-            outcome = self._triage(arrival) if label == TRIAGE_LABEL else await self.pipeline.run(arrival)
+            arrival = self._arrival(message, started_at, label)
+            if label == TRIAGE_LABEL:
+                outcome = self._triage(arrival, dead_lettered=message.exchange == self.names.triage)
+            else:
+                outcome = await self.pipeline.run(arrival)
         except Exception:
             log.exception("job_crashed_requeueing")
             outcome = Requeue("the worker failed on this job; its delivery limit will dead-letter it")
         finally:
             metrics.IN_FLIGHT.labels(label).dec()
         acked = await session.settler.settle(message, outcome, label)
-        _log_outcome(outcome, label, acked=acked, started_at=arrival.received_at)
+        _log_outcome(outcome, label, acked=acked, started_at=started_at)
 
-    def _triage(self, arrival: Arrival) -> Outcome:
-        error = triage(arrival.headers, arrival.routing_key, self._job_queues)
-        attempts = RetryState.from_headers(arrival.headers).attempts
+    def _arrival(self, message: AbstractIncomingMessage, received_at: datetime, label: str) -> Arrival:
+        """What the pipeline reads of a delivery, with retry state only if a worker signed it."""
+        headers: dict[str, object] = dict(message.headers or {})
+        traceparent = amqp_values.traceparent(headers)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(operation=label, message_id=message.message_id)
+        if traceparent:
+            structlog.contextvars.bind_contextvars(traceparent=traceparent)
+        signed = SIGNATURE_HEADER in headers and self.stamper.verified(headers, message.body, message.message_id)
+        return Arrival(
+            body=message.body,
+            routing_key=message.routing_key or "",
+            message_id=message.message_id,
+            headers=headers,
+            received_at=received_at,
+            state=RetryState.from_headers(headers) if signed else RetryState(),
+            traceparent=traceparent,
+        )
+
+    def _triage(self, arrival: Arrival, *, dead_lettered: bool) -> Outcome:
+        # Only the broker's dead-lettering delivers through the triage exchange; a message that
+        # reached triage through the alternate exchange carries nothing but what its publisher wrote.
+        error = triage(arrival.headers, arrival.routing_key, self._job_queues, dead_lettered=dead_lettered)
         service, _, operation = arrival.routing_key.partition(".")
         result = Result(
             job_id=job_id_of(arrival.body, self.settings.max_message_bytes) or arrival.message_id,
@@ -289,10 +300,11 @@ class Worker:
             outcome=FAILED,
             started_at=arrival.received_at,
             finished_at=datetime.now(UTC),
-            attempts=attempts,
+            attempts=arrival.state.attempts,
             error=error,
+            traceparent=arrival.traceparent,
         )
-        return DeadLetter(error, result, attempts)
+        return DeadLetter(error, result, arrival.state.attempts)
 
     async def _drain(self) -> None:
         """Stop consuming, then wait for in-flight jobs; what cannot finish is redelivered."""
@@ -319,6 +331,23 @@ class Worker:
         if session is not None:
             with contextlib.suppress(Exception):
                 await session.connection.close()
+
+
+def _redis(settings: Settings, operations: int) -> Redis:
+    """A client whose pool fits every job that can be in flight at once, waiting rather than failing.
+
+    redis-py's default pool holds 100 connections and raises at once past that, which the ledger
+    would take for an outage; each job in flight uses one connection at a time.
+    """
+    assert settings.redis_url is not None
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url.get_secret_value(),
+        max_connections=settings.concurrency * operations + REDIS_SPARE_CONNECTIONS,
+        timeout=REDIS_POOL_WAIT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
 
 
 def _log_outcome(outcome: Outcome, label: str, *, acked: bool, started_at: datetime) -> None:

@@ -25,6 +25,8 @@ from dispatcher.client import DispatcherClient, JobRequest
 from dispatcher.dead_letters import LetterFilter
 from dispatcher.dlq import browse
 from dispatcher.examples import EXAMPLE_PARAMS
+from dispatcher.settings import Settings
+from dispatcher.stamps import Stamper
 
 AMQP_URL = os.environ.get("DISPATCHER_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 console = Console()
@@ -81,7 +83,8 @@ async def submit_all() -> tuple[list[dict[str, object]], dict[str, object]]:
 
 async def dead_letter_of(job_id: str) -> dict[str, object] | None:
     """The demo's dead letter, read the way `dispatcher dlq show` reads it (the queue is left as it was)."""
-    found = await browse(AMQP_URL, "dispatcher.dead", LetterFilter(job_ids=frozenset({job_id})))
+    stamper = Stamper.from_settings(Settings(amqp_url=AMQP_URL))
+    found = await browse(AMQP_URL, "dispatcher.dead", LetterFilter(job_ids=frozenset({job_id})), stamper=stamper)
     return found.letters[-1].to_record() if found.letters else None
 
 

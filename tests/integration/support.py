@@ -39,7 +39,8 @@ class Received:
 class Broker:
     """The test's own connection: publishes like a publisher, reads like an operator."""
 
-    def __init__(self, connection: AbstractConnection, channel: AbstractChannel, prefix: str) -> None:
+    def __init__(self, connection: AbstractConnection, channel: AbstractChannel, prefix: str, url: str) -> None:
+        self.url = url
         self.connection = connection
         self.channel = channel
         self.prefix = prefix
@@ -50,7 +51,7 @@ class Broker:
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            yield cls(connection, channel, prefix)
+            yield cls(connection, channel, prefix, url)
 
     @property
     def jobs_exchange(self) -> str:

@@ -32,6 +32,8 @@ from pydantic.fields import FieldInfo
 
 from dispatcher.aws_regex import AwsPattern, compile_java_pattern
 from dispatcher.dead_letters import DeadLetter
+from dispatcher.settings import Settings
+from dispatcher.stamps import Stamper
 from dispatcher.examples import EXAMPLE_PARAMS, example_job
 from dispatcher.params_types import AwsUnion
 from dispatcher.registry import default_registry
@@ -434,6 +436,8 @@ class Outcomes:
         self.url = amqp_url
         self.prefix = prefix
         self.dead: dict[str, list[tuple[bytes, dict[str, Any]]]] = {}
+        self.letters: dict[str, list[DeadLetter]] = {}
+        self._stamper = Stamper.from_settings(Settings(amqp_url=amqp_url))
         self.results: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     @contextlib.asynccontextmanager
@@ -451,6 +455,8 @@ class Outcomes:
     async def _on_dead(self, message: AbstractIncomingMessage) -> None:
         headers = {k: v.decode(errors="replace") if isinstance(v, bytes) else v for k, v in message.headers.items()}
         self.dead.setdefault(str(headers.get("x-test-id")), []).append((message.body, headers))
+        letter = DeadLetter.from_message(message, self._stamper)
+        self.letters.setdefault(str(headers.get("x-test-id")), []).append(letter)
         await message.ack()
 
     async def _on_result(self, message: AbstractIncomingMessage) -> None:
@@ -667,10 +673,10 @@ async def test_whatever_arrives_the_worker_stays_up_and_each_message_ends_somewh
                         await asyncio.sleep(0.02)
             except TimeoutError:
                 pytest.fail(f"no result and no dead letter in {OUTCOME_TIMEOUT_S}s for {message!r}")
-            for body, headers in outcomes.dead.get(message["test_id"], []):
-                letter = DeadLetter(body, headers, {}, message["routing_key"])
-                assert letter.category in CATEGORIES, (headers, message)
-                assert letter.error_code, (headers, message)
+            for letter in outcomes.letters.get(message["test_id"], []):
+                assert letter.stamped, (letter.headers, message)
+                assert letter.category in CATEGORIES, (letter.headers, message)
+                assert letter.error_code, (letter.headers, message)
             assert worker.ready
             assert not task.done()
 

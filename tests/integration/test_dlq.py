@@ -17,7 +17,9 @@ from dispatcher.dlq import CHUNK_SIZE
 from dispatcher.emulator import parse_faults
 from dispatcher.errors import InvalidJob, JobError, RejectedByAws
 from dispatcher.examples import example_job
+from dispatcher.settings import Settings
 from dispatcher.settle import dead_letter_headers
+from dispatcher.stamps import Stamper
 from tests.integration.support import Received, job_id_of, start_cli
 
 M2 = "m2.StartBatchJob"
@@ -73,9 +75,11 @@ async def dead_letter(
 ) -> None:
     """Put a dead letter in the test's DLQ as the worker would have (confirmed)."""
     exchange = await broker.channel.get_exchange(f"{broker.prefix}.dead")
+    raw = orjson.dumps(example_job(routing_key, job_id)) if body is None else body
+    stamper = Stamper.from_settings(Settings(amqp_url=broker.url))
     message = Message(
-        orjson.dumps(example_job(routing_key, job_id)) if body is None else body,
-        headers={**dead_letter_headers(error, 1, routing_key), **headers},
+        raw,
+        headers=stamper.sign({**dead_letter_headers(error, 1, routing_key), **headers}, raw, job_id),
         content_type="application/json",
         delivery_mode=DeliveryMode.PERSISTENT,
         message_id=job_id,

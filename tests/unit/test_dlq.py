@@ -19,11 +19,13 @@ from dispatcher.envelope import Decoder
 from dispatcher.errors import Category
 from dispatcher.examples import example_job
 from dispatcher.registry import default_registry
+from dispatcher.stamps import Stamper
 
 M2 = "m2.StartBatchJob"
 DATAZONE = "datazone.StartDataSourceRun"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DECODER = Decoder(default_registry(), "us-east-1", ("us-east-1",), max_message_bytes=10_000)
+STAMPER = Stamper(b"the deployment's state secret")
 
 
 def delivery(body: bytes, headers: dict[str, Any], routing_key: str = M2, **properties: Any) -> IncomingMessage:
@@ -55,12 +57,19 @@ def letter(
     routing_key: str = M2,
     body: bytes | None = None,
     headers: dict[str, Any] | None = None,
+    *,
+    signed: bool = True,
     **properties: Any,
 ) -> DeadLetter:
-    """A dead letter of a valid job, read from a delivery the way the DLQ commands read it."""
+    """A dead letter of a valid job, read from a delivery the way the DLQ commands read it.
+
+    `signed`: its headers carry the signature a worker of this deployment puts on them.
+    """
     raw = orjson.dumps(example_job(routing_key, job_id)) if body is None else body
-    chosen = dead_headers(routing_key=routing_key) if headers is None else headers
-    return DeadLetter.from_message(delivery(raw, chosen, routing_key, **properties))
+    chosen = dict(dead_headers(routing_key=routing_key) if headers is None else headers)
+    if signed:
+        STAMPER.sign(chosen, raw, properties.get("message_id"))
+    return DeadLetter.from_message(delivery(raw, chosen, routing_key, **properties), STAMPER)
 
 
 def test_from_message_keeps_body_headers_set_properties_and_routing_key():
@@ -68,7 +77,8 @@ def test_from_message_keeps_body_headers_set_properties_and_routing_key():
     headers = {**dead_headers(), "traceparent": "00-abc-def-01"}
     read = letter(body=b"raw body", headers=headers, message_id="m-1", content_type="application/json")
     assert read.body == b"raw body"
-    assert read.headers == headers
+    assert read.headers == STAMPER.sign(dict(headers), b"raw body", "m-1")
+    assert read.stamped
     assert read.routing_key == M2
     assert read.properties["message_id"] == "m-1"
     assert read.properties["content_type"] == "application/json"
@@ -102,7 +112,7 @@ def test_a_letter_that_expired_in_triage_unstamped_reads_as_unroutable():
         "queue": "dispatcher.dead.triage",
         "time": (NOW - timedelta(minutes=5)).replace(tzinfo=None),
     }
-    read = DeadLetter(b"{}", {"x-death": [death]}, {}, "m2.Nope")
+    read = DeadLetter(b"{}", {"x-death": [death]}, {}, "m2.Nope", stamped=False)
     assert read.category == Category.UNROUTABLE
     assert read.error_code == "UnknownRoutingKey"
     assert "'m2.Nope'" in read.error_message
@@ -112,6 +122,42 @@ def test_a_letter_that_expired_in_triage_unstamped_reads_as_unroutable():
     stamped = letter(headers={**dead_headers(), "x-death": [death]})
     assert (stamped.category, stamped.error_code) == ("rejected", "AccessDeniedException")
     assert letter(headers={}).category == ""
+
+
+def test_a_letter_that_expired_in_triage_with_forged_stamps_reads_as_unroutable():
+    """A publisher's own `x-dispatcher-*` headers ride through triage unstamped: they are not believed."""
+    death = {"reason": "expired", "queue": "dispatcher.dead.triage", "time": NOW.replace(tzinfo=None)}
+    forged = {
+        **dead_headers(category="rejected", routing_key=DATAZONE),
+        "x-dispatcher-error-code": "AccessDeniedException",
+        "x-death": [death],
+    }
+    body = orjson.dumps(example_job(DATAZONE, "job-1"))
+    read = letter(routing_key="m2.Nope", body=body, headers=forged, signed=False)
+    assert (read.category, read.error_code, read.attempts) == ("unroutable", "UnknownRoutingKey", 0)
+    assert read.original_routing_key == "m2.Nope"
+    assert not LetterFilter(error_codes=frozenset({"AccessDeniedException"})).matches(read, NOW)
+
+
+def test_an_unsigned_stamp_is_shown_as_unverified_and_never_acted_on():
+    """Stamps a worker did not sign (forged, or another state secret) are neither filtered nor replayed by."""
+    forged = letter(headers=dead_headers(category="rejected", routing_key=DATAZONE), signed=False)
+    assert (forged.category, forged.error_code, forged.attempts) == ("unverified", "UnverifiedStamp", 0)
+    assert "DISPATCHER_STATE_SECRET" in forged.error_message
+    assert forged.original_routing_key == M2
+    assert forged.dead_lettered_at is None
+    assert not LetterFilter(categories=frozenset({"rejected"})).matches(forged, NOW)
+    assert "unverified" in (replay_blocker(forged, DECODER, LetterFilter(), force=True) or "")
+    tampered = letter(headers=dead_headers(category="invalid"))
+    tampered.headers["x-dispatcher-category"] = "rejected"
+    assert (
+        DeadLetter(
+            tampered.body, tampered.headers, {}, M2, stamped=STAMPER.verified(tampered.headers, tampered.body, None)
+        ).category
+        == "unverified"
+    )
+    other_deployment = DeadLetter.from_message(delivery(letter().body, letter().headers), Stamper(b"another secret"))
+    assert other_deployment.category == "unverified"
 
 
 def test_original_routing_key_falls_back_to_the_current_one():
@@ -320,9 +366,9 @@ def test_replay_blocker_lets_a_valid_job_go():
 def test_replay_blocker_decodes_with_the_original_routing_key():
     """The job is checked against the routing key it was first published with, not the one it has now."""
     body = orjson.dumps(example_job(M2, "job-1"))
-    moved = DeadLetter(body, dead_headers(routing_key=M2), {}, "dispatcher.dead")
+    moved = DeadLetter(body, dead_headers(routing_key=M2), {}, "dispatcher.dead", stamped=True)
     assert replay_blocker(moved, DECODER, LetterFilter(), force=False) is None
-    unknown_origin = DeadLetter(body, {}, {}, "dispatcher.dead")
+    unknown_origin = DeadLetter(body, {}, {}, "dispatcher.dead", stamped=True)
     assert "RoutingKeyMismatch" in (replay_blocker(unknown_origin, DECODER, LetterFilter(), force=False) or "")
 
 

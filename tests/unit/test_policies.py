@@ -176,16 +176,18 @@ QUEUES = {"dispatcher.jobs.m2.StartBatchJob": "m2.StartBatchJob"}
 def test_triage_reads_delivery_limit_and_expiry_from_x_death():
     """Delivery-limit and expiry in a job queue and an unknown routing key get their categories."""
     death = {"reason": b"delivery_limit", "queue": b"dispatcher.jobs.m2.StartBatchJob"}
-    limited = triage({"x-death": [death], "x-delivery-count": 3}, "m2.StartBatchJob", QUEUES)
+    limited = triage({"x-death": [death], "x-delivery-count": 3}, "m2.StartBatchJob", QUEUES, dead_lettered=True)
     assert limited.category is Category.DELIVERY_LIMIT
     assert "3 times" in limited.message
-    expired = triage({"x-death": [{"reason": "expired", "queue": "dispatcher.jobs.m2.StartBatchJob"}]}, "m2.X", QUEUES)
+    expired_death = {"reason": "expired", "queue": "dispatcher.jobs.m2.StartBatchJob"}
+    expired = triage({"x-death": [expired_death]}, "m2.X", QUEUES, dead_lettered=True)
     assert expired.category is Category.EXPIRED
-    retried = triage({"x-death": [{"reason": "expired", "queue": "dispatcher.jobs.retry.1s"}]}, "m2.Nope", QUEUES)
+    retry_death = {"reason": "expired", "queue": "dispatcher.jobs.retry.1s"}
+    retried = triage({"x-death": [retry_death]}, "m2.Nope", QUEUES, dead_lettered=False)
     assert retried.category is Category.UNROUTABLE
-    forged = triage({"x-death": [{"reason": "delivery_limit"}]}, "m2.Nope", QUEUES)
+    forged = triage({"x-death": [{"reason": "delivery_limit"}]}, "m2.Nope", QUEUES, dead_lettered=True)
     assert forged.category is Category.UNROUTABLE
-    lost = triage({}, "m2.Nope", QUEUES)
+    lost = triage({}, "m2.Nope", QUEUES, dead_lettered=False)
     assert lost.category is Category.UNROUTABLE
     assert "m2.Nope" in lost.message
     assert "m2.StartBatchJob" in lost.message
@@ -194,7 +196,15 @@ def test_triage_reads_delivery_limit_and_expiry_from_x_death():
 @pytest.mark.parametrize("x_death", [{"reason": "expired"}, 7, "x", [1, 2], [], None, [{"reason": 5}]])
 def test_triage_never_raises_on_odd_headers(x_death):
     """Whatever a publisher put in x-death, triage answers (its queue has no delivery limit)."""
-    assert triage({"x-death": x_death}, "m2.Nope", QUEUES).category is Category.UNROUTABLE
+    assert triage({"x-death": x_death}, "m2.Nope", QUEUES, dead_lettered=True).category is Category.UNROUTABLE
+
+
+@pytest.mark.parametrize("reason", ["delivery_limit", "expired"])
+def test_triage_ignores_an_x_death_naming_our_queue_on_a_message_the_alternate_exchange_routed(reason):
+    """A publisher can write x-death naming a job queue; only the broker's dead-lettering is believed."""
+    forged = {"x-death": [{"reason": reason, "queue": "dispatcher.jobs.m2.StartBatchJob"}], "x-delivery-count": 9}
+    assert triage(forged, "m2.Nope", QUEUES, dead_lettered=False).category is Category.UNROUTABLE
+    assert triage(forged, "m2.Nope", QUEUES, dead_lettered=True).category is not Category.UNROUTABLE
 
 
 def test_job_id_of_never_raises():
