@@ -26,7 +26,7 @@ from tests.faults.harness import (
     rabbitmqctl,
     restart_broker_app,
 )
-from tests.integration.support import start_cli
+from tests.integration.support import free_port, redis_server, start_cli
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -379,4 +379,47 @@ async def test_dlq_replay_killed_midway_loses_nothing(fault_run, declare, spawn_
     assert left_in_dlq == set()
     # A replay killed at any instant leaves at most the message in hand twice.
     assert report.duplicated_results <= 1
+    assert alive(worker)
+
+
+@pytest.mark.redis
+async def test_every_fault_at_once_at_the_default_configuration_starts_no_job_twice(
+    fault_run, declare, spawn_worker, emulator, vhost, jobs
+):
+    """Default concurrency with Redis on: connection closes, kill -9, Redis killed and back empty, AWS chaos.
+
+    Only what a test cannot wait for differs from the defaults: short retry delays and timeouts.
+    """
+    size = max(jobs, 3000)
+    with redis_server(free_port()) as redis:
+        env = {**WORKER_ENV, "DISPATCHER_REDIS_URL": redis.url, "DISPATCHER_CONCURRENCY": "32"}
+        await declare()
+        first = worker = await spawn_worker(**env)
+        run = fault_run("all at once, default config, Redis", size)
+        stop = asyncio.Event()
+        chaos = asyncio.ensure_future(_cycle_chaos(emulator, stop))
+        run.start_publishing()
+        try:
+            await run.wait_for_calls(size // 6)
+            await asyncio.to_thread(rabbitmqctl, "close_all_connections", "-p", vhost, "fault suite: connection loss")
+            await run.wait_for_calls(size // 3)
+            redis.kill()
+            await asyncio.sleep(3)
+            redis.start()  # empty: everything the ledger held is gone
+            await run.wait_for_calls(size // 2)
+            worker.kill()
+            assert await worker.wait() == -signal.SIGKILL
+            worker = await spawn_worker(**env)
+            await run.wait_for_calls(2 * size // 3)
+            await asyncio.to_thread(rabbitmqctl, "close_all_connections", "-p", vhost, "fault suite: connection loss")
+            await run.wait_for_calls(size)
+        finally:
+            stop.set()
+            await chaos
+
+        report = await run.finish(allowed_categories={"exhausted", "unknown-outcome"})
+
+    assert report.problems() == []
+    assert report.duplicate_starts == dict.fromkeys(report.duplicate_starts, 0)
+    assert first.events("redis_unreachable"), "the worker never lost Redis: nothing was tested"
     assert alive(worker)

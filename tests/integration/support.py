@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
+import socket
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import orjson
+import pytest
 from aio_pika import DeliveryMode, Message
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Iterable, Iterator
 
     from aio_pika.abc import AbstractChannel, AbstractConnection
 
@@ -198,3 +203,53 @@ class WorkerProcess:
             code = await self.process.wait()
             await self._reader
         return code
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (yet)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """A Redis of a test's own, without persistence: it can be killed and started again empty."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait until it answers."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not on PATH: install redis-server (see .ci/run)")
+        self._process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"redis-server did not listen on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: whatever it held is gone."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+            self._process = None
+
+
+@contextlib.contextmanager
+def redis_server(port: int) -> Iterator[RedisServer]:
+    """A running `RedisServer` on `port`, killed after."""
+    server = RedisServer(port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -32,19 +32,17 @@ from pydantic.fields import FieldInfo
 
 from dispatcher.aws_regex import AwsPattern, compile_java_pattern
 from dispatcher.dead_letters import DeadLetter
-from dispatcher.settings import Settings
-from dispatcher.stamps import Stamper
 from dispatcher.examples import EXAMPLE_PARAMS, example_job
 from dispatcher.params_types import AwsUnion
 from dispatcher.registry import default_registry
+from dispatcher.settings import Settings
+from dispatcher.stamps import Stamper
 from dispatcher.worker import Worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from aio_pika.abc import AbstractIncomingMessage
-
-    from dispatcher.settings import Settings
 
 REGISTRY = default_registry()
 ROUTING_KEYS = REGISTRY.routing_keys

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import socket
-import subprocess
 import uuid
 from typing import TYPE_CHECKING
 
@@ -21,10 +17,9 @@ from dispatcher.ledger_redis import RedisLedger
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
 from dispatcher.worker import Worker, _redis
+from tests.integration.support import free_port, redis_server
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from dispatcher.envelope import Job
 
 pytestmark = pytest.mark.redis
@@ -42,30 +37,6 @@ def new_id() -> str:
 def job(routing_key: str = M2) -> Job:
     """A decoded job, as the pipeline hands it to the ledger."""
     return DECODER.decode(orjson.dumps(example_job(routing_key, new_id())), routing_key, None)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (yet)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server(port: int) -> Iterator[None]:
-    """A Redis of the test's own, without persistence, stopped after."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not on PATH: install redis-server (see .ci/run)")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_the_pool_fits_every_job_in_flight_at_the_default_concurrency():
