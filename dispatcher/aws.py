@@ -12,6 +12,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import xform_name
 
+from dispatcher.redact import ResponseRedactor
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -22,7 +24,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class AwsAnswer:
-    """A successful call: the response without `ResponseMetadata`, and how long it took."""
+    """A successful call: the response without `ResponseMetadata`, and how long it took.
+
+    `response` has every member the model marks `sensitive` replaced with `redact.REDACTED`: it is
+    what results echo and the start ledger stores, and neither may hold such values.
+    """
 
     response: dict[str, Any]
     request_id: str | None
@@ -48,6 +54,7 @@ class AwsClients:
         self._call_timeout_s = call_timeout_s
         self._stack = AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
+        self._redactors: dict[tuple[str, str], ResponseRedactor | None] = {}
 
     async def open(self, services: Iterable[str], regions: Iterable[str]) -> None:
         """Create every client now: creation is slow and blocks the loop, so never per message."""
@@ -73,10 +80,20 @@ class AwsClients:
         started = time.perf_counter()
         async with asyncio.timeout(self._call_timeout_s):
             response: dict[str, Any] = await method(**job.request)
+        duration_s = time.perf_counter() - started
         meta = response.pop("ResponseMetadata", {})
+        redactor = self._redactor(client, job)
         return AwsAnswer(
-            response=response,
+            response=response if redactor is None else redactor.redact(response),
             request_id=meta.get("RequestId"),
             http_status=meta.get("HTTPStatusCode"),
-            duration_s=time.perf_counter() - started,
+            duration_s=duration_s,
         )
+
+    def _redactor(self, client: Any, job: Job) -> ResponseRedactor | None:  # noqa: ANN401 - an aiobotocore client
+        """The operation's redactor, built from its output shape on its first call; None: nothing to redact."""
+        key = (job.operation.service, job.operation.name)
+        if key not in self._redactors:
+            model = client.meta.service_model.operation_model(job.operation.name)
+            self._redactors[key] = ResponseRedactor.for_shape(model.output_shape)
+        return self._redactors[key]

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,7 +46,27 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 def _settings(**overrides: Any) -> Any:  # noqa: ANN401 - Settings, imported late to keep --help fast
     from dispatcher.settings import load_settings  # noqa: PLC0415
 
-    return load_settings(**overrides)
+    settings = load_settings(**overrides)
+    _refuse_cut_passwords(("DISPATCHER_AMQP_URL", settings.amqp_url), ("DISPATCHER_REDIS_URL", settings.redis_url))
+    return settings
+
+
+def _refuse_cut_passwords(*urls: tuple[str, Any]) -> None:
+    """Refuse a URL whose password a URL parser would cut at a `#`, `/` or `?`.
+
+    The parser would read the start of the password as a port and put it in its error message
+    (`invalid literal for int(): 'pa'`), where no masking of URLs can find it.
+    """
+    from dispatcher.logs import url_password  # noqa: PLC0415
+
+    for name, secret in urls:
+        password = url_password(secret.get_secret_value()) if secret is not None else None
+        if password and any(char in password for char in "#/?"):
+            msg = (
+                f"{name}: a '#', '/' or '?' in the password must be percent-encoded (%23, %2F, %3F), "
+                "or a URL parser ends the password there (an '@' after the host must be %40)"
+            )
+            raise UsageError(msg)
 
 
 @app.command()
@@ -143,10 +164,13 @@ def main() -> None:
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        from dispatcher.logs import mask_urls  # noqa: PLC0415 - structlog is slow to import
+
+        # Plain text, not rich's wrapped traceback: a URL cut across lines would escape the mask.
         if _state["debug"]:
-            err.print_exception()
+            sys.stderr.write(mask_urls("".join(traceback.format_exception(exc))))
         err.print("[red]error:[/red] ", end="")
-        err.print(_sentence(exc), markup=False, highlight=False)
+        err.print(mask_urls(_sentence(exc)), markup=False, highlight=False)
         sys.exit(EXIT_USAGE if _is_usage_error(exc) else EXIT_OPERATIONAL)
 
 

@@ -12,8 +12,12 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from dispatcher.errors import ExpiredJob, InvalidJob, MalformedJob, UnroutableJob
+from dispatcher.params import has_json_payload, with_exact_json_payload
+from dispatcher.redact import redact_loc
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from pydantic_core import ErrorDetails
 
     from dispatcher.operations import Operation
@@ -113,13 +117,21 @@ class Decoder:
                 "(DISPATCHER_MAX_MESSAGE_BYTES)",
             )
         try:
-            body.decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MalformedJob("NotUtf8", f"the body is not UTF-8: byte {exc.start} cannot be decoded") from None
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise MalformedJob("NotJson", f"the body is not JSON: {exc}") from None
+            # orjson refuses a number beyond a double (`1e400`), which a JSON `InputPayload` may hold.
+            document = with_exact_json_payload(text)
+            if document is None:
+                raise MalformedJob("NotJson", f"the body is not JSON: {exc}") from None
+        else:
+            if isinstance(document, dict) and has_json_payload(document):
+                # The rare path: read again for the payload's numbers as written. It fails only past
+                # Python's recursion depth, far beyond the nesting the payload's validator accepts.
+                document = with_exact_json_payload(text) or document
         if not isinstance(document, dict):
             raise MalformedJob("NotAnObject", f"the body is JSON {type(document).__name__}, not an object")
         return document
@@ -130,9 +142,9 @@ def validate_params(operation: Operation, params: dict[str, Any]) -> dict[str, A
     try:
         model = operation.params_model.model_validate(params)
     except ValidationError as exc:
-        raise InvalidJob(
-            "InvalidParameters", describe_errors(exc.errors(include_input=False), prefix=("params",))
-        ) from None
+        errors = exc.errors(include_input=False)
+        message = describe_errors(errors, prefix=("params",), sensitive_paths=operation.sensitive_paths)
+        raise InvalidJob("InvalidParameters", message) from None
     request: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True)
     return request
 
@@ -153,12 +165,20 @@ def idempotency_token(job_id: str) -> str:
     return str(uuid.uuid5(TOKEN_NAMESPACE, job_id))
 
 
-def describe_errors(errors: list[ErrorDetails], prefix: tuple[str | int, ...] = ()) -> str:
-    """Every failing field as `path: problem`, joined into one sentence a person can act on."""
+def describe_errors(
+    errors: list[ErrorDetails], prefix: tuple[str | int, ...] = (), sensitive_paths: Iterable[str] = ()
+) -> str:
+    """Every failing field as `path: problem`, joined into one sentence a person can act on.
+
+    The sentence reaches logs, results and dead-letter headers, so a path stops at a member in
+    `sensitive_paths` and says `<redacted key>`/`<redacted value>` for the map key or value below it.
+    """
     parts = []
     for error in errors:
-        path = json_path((*prefix, *error["loc"]))
-        parts.append(f"{path}: {error['msg']}" if path else error["msg"])
+        loc, redacted = redact_loc(tuple(error["loc"]), sensitive_paths)
+        path = json_path((*prefix, *loc))
+        problem = f"{redacted}: {error['msg']}" if redacted else error["msg"]
+        parts.append(f"{path}: {problem}" if path else problem)
     return "; ".join(parts)
 
 

@@ -5,44 +5,93 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
+_MASK = "***"
+"""What a URL's password becomes in log lines and error messages."""
+# A URL's `scheme://user:` (the user may be empty: `redis://:password@host`); the look-behind starts
+# a scheme only at the start of a word, so a long word costs linear time.
+_URL_HEAD = re.compile(r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://[^\s:/@]*:", re.IGNORECASE)
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the password of every URL in it masked (broker and Redis URLs carry one).
+
+    A password may hold `#`, `/`, `?`, `@`, `:`, `%` or spaces unencoded, so where it ends cannot be
+    known: everything from a line's first `scheme://user:` to its last `@` is masked. Masking too
+    much (the rest of a line with two URLs) beats showing part of a password.
+    """
+    if "://" not in text:
+        return text
+    return "\n".join(_mask_line(line) for line in text.split("\n"))
+
+
+def url_password(url: str) -> str | None:
+    """What `mask_urls` hides of a URL, its password; None when it has none."""
+    span = _password_span(url)
+    return url[span[0] : span[1]] if span else None
+
+
+def _mask_line(line: str) -> str:
+    span = _password_span(line)
+    return f"{line[: span[0]]}{_MASK}{line[span[1] :]}" if span else line
+
+
+def _password_span(line: str) -> tuple[int, int] | None:
+    """From the end of the line's first `scheme://user:` to its last `@`."""
+    at = line.rfind("@")
+    head = _URL_HEAD.search(line, 0, at) if at > 0 else None
+    return (head.end(), at) if head else None
+
+
+def _masked(value: Any) -> Any:  # noqa: ANN401 - any value of a log line
+    if isinstance(value, str):
+        return mask_urls(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
 
 
 def redact_urls(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Mask the password of any URL in a log line (broker and Redis URLs carry one)."""
-    for key, value in event_dict.items():
-        if isinstance(value, str) and "://" in value:
-            event_dict[key] = _URL_PASSWORD.sub(r"\g<scheme>***@", value)
-    return event_dict
+    """Mask the password of any URL in a log line, tracebacks included (they are text by now)."""
+    return {key: _masked(value) for key, value in event_dict.items()}
+
+
+class _MaskingFormatter(logging.Formatter):
+    """The standard library's lines (aiormq, aio_pika, botocore) get the same masking."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_urls(super().format(record))
 
 
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:
-    """Set up structlog (and the standard library's loggers) once, at the CLI's edge."""
+    """Set up structlog (and the standard library's loggers) once, at the CLI's edge.
+
+    Exceptions are formatted to text before `redact_urls`, so a URL in an exception's message is
+    masked too; the console shows them as plain tracebacks for that reason.
+    """
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    shared: list[Processor] = [
+    processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
         redact_urls,
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
     ]
-    renderer: Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info if as_json else _noop, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-
-
-def _noop(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    return event_dict
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])

@@ -10,7 +10,10 @@ Contract rules layered on here:
 * QuickSight `InputPayload` may be given as a JSON object or array; it is serialised compactly into
   the string the API wants before its length and pattern are checked (the pattern's `.` refuses the
   line breaks of pretty-printed JSON, and also U+0085, U+2028 and U+2029, which JSON may leave raw
-  inside strings, so those are escaped). A string is checked as given.
+  inside strings, so those are escaped). A string is checked as given. Its numbers reach AWS exactly
+  as the body wrote them (`123456789012345678901234567890`, `0.1000000000000000055511151231257827`,
+  `1e400`): orjson, which parses bodies, would turn them into doubles, so a body with such a payload
+  is read again by `with_exact_json_payload`.
 
 Generation itself makes every `idempotencyToken` member optional (Lookout for Equipment
 `ClientToken` is `required` in the model), because botocore fills an absent token; the envelope
@@ -50,7 +53,8 @@ the model wins:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import JsonValue, field_validator
@@ -62,6 +66,7 @@ from dispatcher.params_generated import GENERATED_OPERATIONS
 if TYPE_CHECKING:
     from dispatcher.params_types import GeneratedOperation
 
+_JSON_PAYLOAD = "InputPayload"
 _JsonPayload = generated.QuickSightSensitiveIOPayload | dict[str, JsonValue] | list[JsonValue]
 # Line terminators for Java that JSON does not require escaping.
 _ESCAPE_JAVA_LINE_TERMINATORS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -84,6 +89,39 @@ class QuickSightStartAutomationJobParams(generated.QuickSightStartAutomationJobP
                 "InputPayload cannot be serialised as JSON: {reason}",
                 {"reason": str(exc)},
             ) from None
+
+
+def has_json_payload(document: dict[str, Any]) -> bool:
+    """Whether a parsed body's `InputPayload` is an object or array, whose numbers orjson may have rounded."""
+    params = document.get("params")
+    return isinstance(params, dict) and isinstance(params.get(_JSON_PAYLOAD), dict | list)
+
+
+def with_exact_json_payload(text: str) -> dict[str, Any] | None:
+    """The body parsed as orjson would, but with `InputPayload`'s numbers as `orjson.Fragment`s of their text.
+
+    The standard library's parser hands over each number's text, and orjson writes a `Fragment`
+    back unchanged, so the payload is serialised with its numbers as written (what orjson cannot
+    write, a lone surrogate or nesting beyond its limit, the payload's validator refuses). Everything
+    else goes through orjson once more, so it is exactly what the fast path reads, and orjson's
+    refusals (lone surrogates, numbers beyond a double) still hold there. None when the body has no
+    object or array payload, or cannot be read so (not JSON, or nested deeper than Python recurses).
+    """
+    try:
+        document = json.loads(text, parse_int=orjson.Fragment, parse_float=orjson.Fragment, parse_constant=_refuse)
+        if not isinstance(document, dict) or not has_json_payload(document):
+            return None
+        payload = document["params"][_JSON_PAYLOAD]
+        rest = orjson.loads(orjson.dumps({**document, "params": {**document["params"], _JSON_PAYLOAD: None}}))
+    except (ValueError, TypeError, RecursionError):
+        return None
+    rest["params"][_JSON_PAYLOAD] = payload
+    return rest  # type: ignore[no-any-return]
+
+
+def _refuse(constant: str) -> None:
+    """`NaN` and `Infinity` are not JSON; the standard library would accept them."""
+    raise ValueError(constant)
 
 
 _QUICKSIGHT_JOB = ("quicksight", "StartAutomationJob")

@@ -34,6 +34,7 @@ from dispatcher.aws_regex import AwsPattern, compile_java_pattern
 from dispatcher.dead_letters import DeadLetter
 from dispatcher.examples import EXAMPLE_PARAMS, example_job
 from dispatcher.params_types import AwsUnion
+from dispatcher.redact import REDACTED_KEY, redact_loc
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
 from dispatcher.stamps import Stamper
@@ -340,9 +341,14 @@ def params_cases(tag: str) -> list[Case]:
         job_id = f"{tag}-p{number}"
         body = orjson.dumps({**example_job(key, job_id), "params": bad.value})
         assert len(body) <= MAX_MESSAGE_BYTES, name
-        path = render_path(("params", *bad.path))
-        # A map key's path is followed by "(the key)", any other by the colon before the problem.
-        text = path if bad.kind.startswith("key ") else f"{path}:"
+        cut, redacted = redact_loc(bad.path, REGISTRY.get(key).sensitive_paths)
+        path = render_path(("params", *cut))
+        if redacted:
+            # Below a sensitive member the error names no map key: it says what is redacted instead.
+            text = f"{path}: {REDACTED_KEY if bad.kind.startswith('key ') else redacted}: "
+        else:
+            # A map key's path is followed by "(the key)", any other by the colon before the problem.
+            text = path if bad.kind.startswith("key ") else f"{path}:"
         cases.append(Case(name, body, key, "invalid", "InvalidParameters", text))
     return cases
 

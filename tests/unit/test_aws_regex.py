@@ -1,10 +1,9 @@
-"""AWS (Java) patterns checked with Java's `String.matches` semantics in Python."""
+"""AWS (Java) patterns checked with Java's `String.matches` semantics on RE2."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-import botocore.session
 import pytest
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -13,124 +12,11 @@ from dispatcher.aws_regex import (
     UnsupportedJavaRegexError,
     anchored,
     compile_java_pattern,
-    java_to_python,
+    java_to_re2,
 )
-from dispatcher.operations import OPERATION_SPECS
+from tests.unit.pattern_support import ARABIC_INDIC_DIGITS, PATTERN_CASES, registered_patterns
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from botocore.model import Shape
-
-ARABIC_INDIC_DIGITS = "\u0661\u0662\u0663"
 GLUE_NAME_PATTERN = r"[\u0020-\uD7FF\uE000-\uFFFD\uD800\uDC00-\uDBFF\uDFFF\t]*"
-CLEANROOMS_TEMPLATE_ARN = "arn:aws:cleanrooms:us-east-1:123456789012:membership/m-1/analysistemplate/t_1"
-
-# Every pattern in the input shapes of the registered operations: values AWS accepts, values it refuses.
-PATTERN_CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    r"^[0-9]{12}$": (
-        ("123456789012",),
-        ("12345678901", "123456789012\n", "1234567890123"),
-    ),
-    r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}": (
-        ("0123abcd-ABCD-0000-ffff-0123456789ab",),
-        (
-            "0123abcd-ABCD-0000-ffff-0123456789abc",
-            "0123abcg-abcd-0000-ffff-0123456789ab",
-            "x0123abcd-ABCD-0000-ffff-0123456789ab",
-        ),
-    ),
-    r"[\s\S]*[{\[].*[}\]]\s*": (
-        ('{"a":1}', "[1,2]", '{"a":1}\n', 'header\n{"a":1}'),
-        ('{\n  "a": 1\n}', '"just a string"', '{"a":"x\u2028y"}', "{}x"),
-    ),
-    r"^[0-9a-zA-Z_-]{1,200}$": (
-        ("pump_telemetry-2",),
-        ("pump telemetry", "pump\n", ""),
-    ),
-    r"^[a-z0-9][\.\-a-z0-9]{1,61}[a-z0-9]$": (
-        ("my.bucket-1", "abc"),
-        ("My-Bucket", "-bucket", "bucket-", "ab"),
-    ),
-    r"(^$)|([\u0009\u000A\u000D\u0020-\u00FF]{1,1023}/$)": (
-        ("", "input/data/", "tab\there/", "line\nbreak/", "\u00fcber/"),
-        ("input/data", "\u20ac/", "\n", "/\n"),
-    ),
-    r"arn:aws(-[^:]+)?:iam::[0-9]{12}:role/.+": (
-        ("arn:aws:iam::123456789012:role/LookoutIngest", "arn:aws-cn:iam::123456789012:role/r"),
-        ("arn:aws:iam::123456789012:role/", "arn:aws:iam::123456789012:role/a\nb", "xarn:aws:iam::123456789012:role/r"),
-    ),
-    r"\p{ASCII}{1,256}": (
-        ("token-1 ~\t",),
-        ("t\u00f6ken", ""),
-    ),
-    r"dzd[-_][a-zA-Z0-9_-]{1,36}": (
-        ("dzd_abc123", "dzd-1"),
-        ("dzd_", "xdzd_abc", "dzd_abc!"),
-    ),
-    r"[a-zA-Z0-9_-]{1,36}": (
-        ("ds-1_A", "a" * 36),
-        ("a" * 37, "ds 1", "ds\n"),
-    ),
-    r"^\S{1,80}$": (
-        ("app-1", "app\u00a0id", "\u00fcnicode"),
-        ("app id", "app\n", "a" * 81),
-    ),
-    r"^[A-Za-z][A-Za-z0-9]{1,31}$": (
-        ("Param1", "P" * 32),
-        ("P", "1abc", "a_b", "P" * 33),
-    ),
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}": (
-        ("0123abcd-0000-4000-8000-0123456789ab",),
-        ("0123ABCD-0000-4000-8000-0123456789AB", "0123abcd00004000800001234567890ab"),
-    ),
-    r"arn:aws[-a-z]*:cleanrooms:[\w]{2}-[\w]{4,9}-[\d]:[\d]{12}:membership/[\d\w-]+/analysistemplate/[\d\w-]+": (
-        (
-            CLEANROOMS_TEMPLATE_ARN,
-            "arn:aws-cn:cleanrooms:cn-north-1:123456789012:membership/m/analysistemplate/t",
-        ),
-        (
-            CLEANROOMS_TEMPLATE_ARN.replace("east-1", f"east-{ARABIC_INDIC_DIGITS[0]}"),
-            CLEANROOMS_TEMPLATE_ARN.replace("t_1", "t\u00e9"),
-            CLEANROOMS_TEMPLATE_ARN.replace("123456789012", "12345678901"),
-        ),
-    ),
-    r"[0-9a-zA-Z_]+": (
-        ("param_1",),
-        ("param-1", ""),
-    ),
-    r"\d+": (
-        ("123456789012",),
-        (ARABIC_INDIC_DIGITS * 4, "12345678901a", ""),
-    ),
-}
-
-
-def _patterns_in(shape: Shape, seen: set[str]) -> Iterator[str]:
-    if shape.name in seen:
-        return
-    seen.add(shape.name)
-    if "pattern" in shape.metadata:
-        yield shape.metadata["pattern"]
-    if shape.type_name == "structure":
-        children = list(shape.members.values())
-    elif shape.type_name == "list":
-        children = [shape.member]
-    elif shape.type_name == "map":
-        children = [shape.key, shape.value]
-    else:
-        children = []
-    for child in children:
-        yield from _patterns_in(child, seen)
-
-
-def _registered_patterns() -> set[str]:
-    session = botocore.session.get_session()
-    patterns: set[str] = set()
-    for spec in OPERATION_SPECS:
-        input_shape = session.get_service_model(spec.service).operation_model(spec.operation).input_shape
-        patterns.update(_patterns_in(input_shape, set()))
-    return patterns
 
 
 def _check(pattern: str, value: str) -> None:
@@ -139,7 +25,7 @@ def _check(pattern: str, value: str) -> None:
 
 def test_every_registered_pattern_has_cases() -> None:
     """The case table covers exactly the patterns of the registered operations' models."""
-    assert _registered_patterns() == set(PATTERN_CASES)
+    assert set(registered_patterns()) == set(PATTERN_CASES)
 
 
 @pytest.mark.parametrize(
@@ -179,17 +65,24 @@ def test_dot_matches_other_characters(character: str) -> None:
 @pytest.mark.parametrize(
     ("pattern", "value", "matches"),
     [
-        (r"a$\n", "a\n", True),
-        (r"a$\r\n", "a\r\n", True),
-        (r"a$\u2028", "a\u2028", True),
-        (r"a\r$\n", "a\r\n", False),
-        (r"a$b", "ab", False),
+        (r"a$", "a", True),
         (r"a$", "a\n", False),
+        (r"a$", "a\r\n", False),
+        (r"a$", "a\u2028", False),
+        (r"(^$)|(a/$)", "", True),
+        (r"(^$)|(a/$)", "\n", False),
+        (r"(^$)|(a/$)", "a/\r", False),
+        (r"(a$|b)", "a", True),
     ],
 )
-def test_dollar_matches_only_before_a_final_line_terminator(pattern: str, value: str, *, matches: bool) -> None:
-    r"""Java's `$` matches at the end or before one final line terminator, never inside `\r\n`."""
+def test_final_dollar_is_the_end_of_input(pattern: str, value: str, *, matches: bool) -> None:
+    r"""Java's `$` also matches before a final line terminator, but `matches()` then needs the end."""
     assert (compile_java_pattern(pattern).fullmatch(value) is not None) is matches
+
+
+def test_final_dollar_becomes_end_of_text() -> None:
+    r"""A `$` that only the end of the pattern follows is RE2's `\z`."""
+    assert java_to_re2(r"^[0-9]{12}$") == r"^[0-9]{12}\z"
 
 
 @pytest.mark.parametrize(
@@ -231,7 +124,7 @@ def test_posix_classes_are_ascii_only(pattern: str, value: str, *, matches: bool
 
 def test_surrogate_pair_escapes_become_one_code_point() -> None:
     r"""A Java `\uD83D\uDE00` pair is the single code point U+1F600."""
-    assert java_to_python(r"\uD83D\uDE00") == r"\U0001F600"
+    assert java_to_re2(r"\uD83D\uDE00") == r"\x{1F600}"
     assert compile_java_pattern(r"\uD83D\uDE00").fullmatch("\U0001f600")
 
 
@@ -245,17 +138,47 @@ def test_glue_name_pattern_ranges_over_supplementary_planes(value: str, *, match
 
 
 def test_dash_after_a_class_escape_is_literal() -> None:
-    r"""Java reads `[\w-_]` as `\w`, `-` and `_`, where Python would see a bad range."""
+    r"""Java reads `[\w-_]` as `\w`, `-` and `_`, not as a range."""
     pattern = compile_java_pattern(r"[\w-_]+")
     assert pattern.fullmatch("a-b_c")
     assert pattern.fullmatch("a+b") is None
 
 
 def test_named_group_is_translated() -> None:
-    """Java's `(?<name>...)` becomes Python's `(?P<name>...)`."""
-    match = compile_java_pattern(r"(?<year>\d{4})-\d{2}").fullmatch("2024-05")
-    assert match
-    assert match.group("year") == "2024"
+    """Java's `(?<name>...)` is a group like any other: only whether the value matches is used."""
+    pattern = compile_java_pattern(r"(?<year>\d{4})-\d{2}")
+    assert pattern.fullmatch("2024-05")
+    assert pattern.fullmatch("24-05") is None
+
+
+def test_negated_property_inside_a_class() -> None:
+    r"""`[\P{ASCII}x]` is every non-ASCII character and `x`."""
+    pattern = compile_java_pattern(r"[\P{ASCII}x]+")
+    assert pattern.fullmatch("x\u00e9\U0001f600")
+    assert pattern.fullmatch("xy") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "length", "matches"),
+    [
+        (r"x{1,1023}", 1023, True),
+        (r"x{1,1023}", 1024, False),
+        (r"x{1,1023}", 0, False),
+        (r"x{2001,}", 2000, False),
+        (r"x{2001,}", 5000, True),
+        (r"(xy){1500}", 1500, True),
+        (r"(xy){1500}", 1499, False),
+    ],
+)
+def test_counts_above_re2s_limit_are_split(pattern: str, length: int, *, matches: bool) -> None:
+    """RE2 refuses counts over 1000; the split repetition still counts exactly."""
+    unit = "xy" if "xy" in pattern else "x"
+    assert (compile_java_pattern(pattern).fullmatch(unit * length) is not None) is matches
+
+
+def test_lazy_quantifier_matches_like_a_greedy_one() -> None:
+    """Laziness picks a different match, never a different answer to whether one exists."""
+    assert compile_java_pattern(r"a+?b*?").fullmatch("aabb")
 
 
 @pytest.mark.parametrize(
@@ -267,17 +190,57 @@ def test_named_group_is_translated() -> None:
         r"(?s).*",
         r"[a[b]]",
         r"[a-z&&[^aeiou]]",
-        r"[\P{ASCII}]",
         r"(a)\1",
         r"a{2}{3}",
         r"[abc",
+        r"(a",
+        r"a)",
+        r"*a",
+        r"a{,3}",
+        r"a*+",
+        r"(?=a)a",
+        r"(?!a).",
+        r"(?<=a)b",
+        r"(?>a)",
+        r"a$b",
+        r"a$\n",
+        r"(a$)b",
+        r"(a$)*",
+        r"a$*",
+        r"^+",
+        r"[]a]",
+        r"[z-a]",
+        r"\x{41}",
+        r"[^\x00-\uFFFF\uD800\uDC00-\uDBFF\uDFFF]",
+        r".{1,65535}",
     ],
 )
 def test_untranslatable_pattern_is_refused(pattern: str) -> None:
-    """Java syntax without an exact Python equivalent is an error that names the AWS pattern."""
+    """Java syntax without an exact RE2 equivalent is an error that names the AWS pattern."""
     with pytest.raises(UnsupportedJavaRegexError) as info:
         compile_java_pattern(pattern)
     assert repr(pattern) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "matches"),
+    [
+        (r"[\u0020-\uFFFF]+", "a\u00e9\u20ac\uffff", True),
+        (r"[\u0020-\uFFFF]+", "\U0001f600", False),
+        (r"[\uD800-\uDBFF][\uDC00-\uDFFF]", "\U0001f600", False),
+        (r"\uD83D.", "\U0001f600", False),
+    ],
+)
+def test_surrogates_in_a_pattern_never_match_half_a_pair(pattern: str, value: str, *, matches: bool) -> None:
+    """Java matches code points, so a range over the surrogates admits no character above U+FFFF."""
+    assert (compile_java_pattern(pattern).fullmatch(value) is not None) is matches
+
+
+def test_value_with_a_lone_surrogate_is_refused() -> None:
+    """RE2 reads UTF-8, which has no lone surrogates; nor can a JSON message carry one."""
+    with pytest.raises(ValidationError) as info:
+        _check(r"[\s\S]*", "a\ud800")
+    assert [error["type"] for error in info.value.errors()] == ["string_lone_surrogate"]
 
 
 def test_annotation_with_untranslatable_pattern_fails_when_built() -> None:
