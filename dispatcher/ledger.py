@@ -21,6 +21,8 @@ import orjson
 from dispatcher.errors import Category, JobError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from dispatcher.envelope import Job
 
 DEFAULT_MAX_ENTRIES = 100_000
@@ -112,24 +114,24 @@ class LocalLedger:
 
     async def claim(self, job: Job) -> Claim:
         """Claim the job, after any call for it in flight in this process has ended."""
+        recalled = await self.recall(job)
+        if recalled is not None:
+            return recalled
+        self.begin(job)
+        return Claim(ClaimState.CLAIMED)
+
+    async def recall(self, job: Job) -> Claim | None:
+        """What this process knows that decides the job without a call, once no call for it is in flight here."""
         job_print = fingerprint(job)
         while (flight := self._in_flight.get(job.job_id)) is not None:
             if flight.print_ != job_print:
                 return Claim(ClaimState.MISMATCH)
             await flight.done.wait()
-        recalled = self.recall(job, job_print)
-        if recalled is not None:
-            return recalled
-        self._in_flight[job.job_id] = _Flight(job_print)
-        return Claim(ClaimState.CLAIMED)
-
-    def recall(self, job: Job, job_print: str | None = None) -> Claim | None:
-        """What this process remembers that decides the job without a call, or None."""
         known = self._known(job.job_id)
         if known is None:
             return None
         recorded_print, started = known
-        if recorded_print != (job_print or fingerprint(job)):
+        if recorded_print != job_print:
             return Claim(ClaimState.MISMATCH)
         if started is not None:
             return Claim(ClaimState.STARTED, started)
@@ -137,21 +139,34 @@ class LocalLedger:
             return Claim(ClaimState.STALE)
         return None
 
-    async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
-        """Record the outcome and wake any delivery of the same job waiting here."""
-        del claim
+    def begin(self, job: Job) -> None:
+        """Mark a call for the job in flight here: other deliveries of it in this process wait for it."""
+        self._in_flight[job.job_id] = _Flight(fingerprint(job))
+
+    def end(self, job: Job) -> None:
+        """The call for the job in flight here is over: wake whoever waits for it."""
         flight = self._in_flight.pop(job.job_id, None)
-        self.remember(job, how, started, flight.print_ if flight else None)
         if flight is not None:
             flight.done.set()
 
-    def remember(self, job: Job, how: Finish, started: StartedEntry | None, job_print: str | None = None) -> None:
-        """Keep what a call for the job came to: started, or unknown (a cleared claim leaves nothing)."""
-        job_print = job_print or fingerprint(job)
+    async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
+        """Record the outcome and wake any delivery of the same job waiting here."""
+        del claim
+        job_print = fingerprint(job)
         if how is Finish.STARTED and started is not None:
             self._remember(self._started, job.job_id, (time.monotonic() + self._ttl_s, job_print, started))
         elif how is Finish.KEEP:
             self._remember(self._unknown, job.job_id, job_print)
+        self.end(job)
+
+    def entries(self) -> Iterator[tuple[str, str, StartedEntry | None, float]]:
+        """What this process remembers: job_id, fingerprint, the start (None: unknown), seconds to keep it."""
+        now = time.monotonic()
+        for job_id, (expires_at, job_print, started) in list(self._started.items()):
+            if expires_at > now:
+                yield job_id, job_print, started, expires_at - now
+        for job_id, job_print in list(self._unknown.items()):
+            yield job_id, job_print, None, self._ttl_s
 
     def _known(self, job_id: str) -> tuple[str, StartedEntry | None] | None:
         entry = self._started.get(job_id)

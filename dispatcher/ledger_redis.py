@@ -6,14 +6,18 @@ fingerprint, the Redis time of the claim and the claim's id) while a worker call
 
 What this process itself recorded is also kept in its own ledger and consulted first, so a Redis
 restarted empty (or one that failed to take a `started` entry) cannot make this process start a
-job twice. While Redis cannot be reached, a job whose operation has an idempotency token goes
-ahead on the process's own ledger (AWS itself refuses a second job for the same token); a job
-without one is held (`LedgerUnavailable`: it waits in a retry queue) unless the deployment chose
+job twice; and when Redis answers again after failing, the process writes what it remembers back
+(never over an entry Redis has), so that other replicas are covered again too.
+
+While Redis cannot be reached, a job whose operation has an idempotency token goes ahead on the
+process's own ledger (AWS itself refuses a second job for the same token); a job without one is
+held (`LedgerUnavailable`: it waits in a retry queue) unless the deployment chose
 `ledger_fallback: local`, which cannot see other replicas' starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("dispatcher.ledger")
 
 RETRY_REDIS_AFTER_S = 5.0
+WRITE_BACK_BATCH = 500
 
 CLAIM = """
 local t = redis.call('TIME')
@@ -82,20 +87,37 @@ class RedisLedger:
         self._local = LocalLedger(ttl_s)
         self._hold_when_unavailable = hold_when_unavailable
         self._redis_down_until = 0.0
+        self._write_back_pending = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def claim(self, job: Job) -> Claim:
         """Claim the job for a call, unless this process or the fleet already knows something about it."""
-        recalled = self._local.recall(job)
+        recalled = await self._local.recall(job)
         if recalled is not None:
             return recalled
-        if time.monotonic() < self._redis_down_until:
-            return await self._without_redis(job)
+        if time.monotonic() >= self._redis_down_until:
+            # Another delivery of this job in this process waits for this one, whatever Redis does.
+            self._local.begin(job)
+            try:
+                claim = await self._claim_in_redis(job)
+            except BaseException:
+                self._local.end(job)
+                raise
+            if claim is not None and claim.state is ClaimState.CLAIMED:
+                return claim
+            self._local.end(job)
+            if claim is not None:
+                return claim
+        return await self._without_redis(job)
+
+    async def _claim_in_redis(self, job: Job) -> Claim | None:
+        """Redis's answer, or None when it cannot give one."""
         claim_id = uuid.uuid4().hex
         # With a token AWS itself protects a repeated call; without one only the ledger does.
         may_take_over = job.operation.idempotency_token_member is not None or self._retry_unknown_outcome
         try:
             state, raw, age = await self._claim(
-                keys=[self._key(job)],
+                keys=[self._key(job.job_id)],
                 args=[
                     fingerprint(job),
                     "1" if may_take_over else "0",
@@ -107,36 +129,27 @@ class RedisLedger:
             )
         except (RedisError, OSError) as exc:
             self._fall_back(exc)
-            return await self._without_redis(job)
-        self._redis_down_until = 0.0
+            return None
+        self._answered()
         state = ClaimState(_text(state))
         started = _started(raw) if state is ClaimState.STARTED else None
         return Claim(state, started, claim_id, float(age))
 
     async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
         """Record `started`, drop our claim, or keep it as the marker of an unknown outcome."""
+        await self._local.finish(job, claim, how, started)
         if not claim.claim_id:
-            await self._local.finish(job, claim, how, started)
             return
-        self._local.remember(job, how, started)
         try:
             if how is Finish.STARTED and started is not None:
-                entry = {
-                    "state": "started",
-                    "fp": fingerprint(job),
-                    "at": time.time(),
-                    "operation": job.operation.routing_key,
-                    "response": started.response,
-                    "aws_request_id": started.aws_request_id,
-                    "attempts": started.attempts,
-                }
-                body = orjson.dumps(entry, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
-                await self._redis.set(self._key(job), body, px=self._ttl_ms)
+                await self._redis.set(self._key(job.job_id), _started_entry(fingerprint(job), started), px=self._ttl_ms)
             elif how is Finish.CLEAR:
-                await self._clear(keys=[self._key(job)], args=[claim.claim_id])
+                await self._clear(keys=[self._key(job.job_id)], args=[claim.claim_id])
         except (RedisError, OSError) as exc:
-            # The claim stays in flight and expires; a redelivery meanwhile is treated as unknown.
+            # This process remembers it; Redis gets it back when it answers again (`_write_back`).
             self._fall_back(exc)
+        else:
+            self._answered()
 
     async def _without_redis(self, job: Job) -> Claim:
         if job.operation.idempotency_token_member is None and self._hold_when_unavailable:
@@ -147,13 +160,59 @@ class RedisLedger:
             raise LedgerUnavailable("LedgerUnavailable", msg)
         return await self._local.claim(job)
 
-    def _key(self, job: Job) -> str:
-        return f"{self._prefix}:ledger:{job.job_id}"
+    def _key(self, job_id: str) -> str:
+        return f"{self._prefix}:ledger:{job_id}"
 
     def _fall_back(self, exc: BaseException) -> None:
         if time.monotonic() >= self._redis_down_until:
             log.warning("redis_unreachable", error=repr(exc), hold_tokenless_jobs=self._hold_when_unavailable)
         self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
+        self._write_back_pending = True
+
+    def _answered(self) -> None:
+        self._redis_down_until = 0.0
+        if self._write_back_pending:
+            self._write_back_pending = False
+            task = asyncio.ensure_future(self._write_back())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write_back(self) -> None:
+        """Redis failed and answers again, perhaps restarted empty: give it back what this process knows.
+
+        `SET NX` never replaces what Redis has. An unknown outcome goes back as a claim so old that
+        every later delivery finds it stale, as it would have.
+        """
+        entries = 0
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id, job_print, started, keep_s in self._local.entries():
+                    body = _started_entry(job_print, started) if started else _unknown_entry(job_print)
+                    pipe.set(self._key(job_id), body, px=max(1, int(keep_s * 1000)), nx=True)
+                    entries += 1
+                    if entries % WRITE_BACK_BATCH == 0:
+                        await pipe.execute()
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._fall_back(exc)
+            return
+        log.info("ledger_written_back_to_redis", entries=entries)
+
+
+def _started_entry(job_print: str, started: StartedEntry) -> bytes:
+    entry = {
+        "state": "started",
+        "fp": job_print,
+        "at": time.time(),
+        "response": started.response,
+        "aws_request_id": started.aws_request_id,
+        "attempts": started.attempts,
+    }
+    return orjson.dumps(entry, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+
+
+def _unknown_entry(job_print: str) -> bytes:
+    return orjson.dumps({"state": "in-flight", "fp": job_print, "at": 0, "claim": ""})
 
 
 def _text(value: object) -> str:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import aio_pika
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from dispatcher import amqp_values, metrics
 from dispatcher.aws import AwsClients
@@ -46,7 +48,7 @@ log = structlog.get_logger("dispatcher.worker")
 
 TRIAGE_LABEL = "triage"
 REDIS_TIMEOUT_S = 2.0
-REDIS_POOL_WAIT_S = 10.0
+REDIS_POOL_WAIT_S = 5.0
 REDIS_SPARE_CONNECTIONS = 8
 # A claim older than a call can take means its worker died mid-call.
 LEDGER_STALE_MARGIN_S = 5.0
@@ -337,7 +339,9 @@ def _redis(settings: Settings, operations: int) -> Redis:
     """A client whose pool fits every job that can be in flight at once, waiting rather than failing.
 
     redis-py's default pool holds 100 connections and raises at once past that, which the ledger
-    would take for an outage; each job in flight uses one connection at a time.
+    would take for an outage; each job in flight uses one connection at a time. Its own retries
+    are off: the ledger and the limiters fall back at once, and a job must not sit for seconds
+    behind ten reconnect attempts while holding a delivery that AWS already started.
     """
     assert settings.redis_url is not None
     pool = BlockingConnectionPool.from_url(
@@ -346,6 +350,7 @@ def _redis(settings: Settings, operations: int) -> Redis:
         timeout=REDIS_POOL_WAIT_S,
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
     )
     return Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
 

@@ -335,12 +335,15 @@ def analyse(
     seen = outcomes.ids()
     job_of_marker = {marker(publisher.routing_key[job_id], job_id): job_id for job_id in publisher.routing_key}
     starts: Counter[str] = Counter()
+    calls_of: dict[str, list[str]] = {}
     answered: set[str] = set()
     token_starts: Counter[str] = Counter()
     call_count = 0
     for call in calls:
         call_count += 1
         job_id = job_of_marker.get(call_marker(call) or "")
+        if job_id is not None:
+            calls_of.setdefault(job_id, []).append(f"{call['received_at']} {call['outcome']}")
         if call["new_job"]:
             if job_id is not None:
                 starts[job_id] += 1
@@ -388,6 +391,11 @@ def analyse(
         aws_calls=call_count,
         elapsed_s=elapsed_s,
         routing_key=publisher.routing_key,
+        notes=[
+            f"{job_id} started {count} times: {', '.join(calls_of[job_id])}"
+            for job_id, count in sorted(starts.items())
+            if count > 1
+        ][:3],
     )
 
 

@@ -418,7 +418,6 @@ async def test_every_fault_at_once_at_the_default_configuration_starts_no_job_tw
             await chaos
 
         report = await run.finish(allowed_categories={"exhausted", "unknown-outcome"})
-
     assert report.problems() == []
     assert report.duplicate_starts == dict.fromkeys(report.duplicate_starts, 0)
     assert first.events("redis_unreachable"), "the worker never lost Redis: nothing was tested"

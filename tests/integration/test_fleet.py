@@ -137,8 +137,6 @@ async def test_redis_stopped_mid_load_loses_nothing_and_falls_back(spawn_worker,
     """With Redis killed mid-load the workers stay up on their local limits, and every job ends once."""
     await declare()
     job_ids = new_ids(300)
-    for job_id in job_ids:
-        await broker.publish(example_job(DATAZONE, job_id), DATAZONE)
     with private_redis() as (url, processes, restart):
         await asyncio.sleep(0.3)
         env = {
@@ -146,7 +144,10 @@ async def test_redis_stopped_mid_load_loses_nothing_and_falls_back(spawn_worker,
             "DISPATCHER_RATE_LIMITS": '{"datazone.StartDataSourceRun": {"rate": 40, "burst": 5}}',
             "DISPATCHER_EXPECTED_REPLICAS": "2",
         }
+        # Both ready before the jobs go out: a worker can take seconds to start on a busy machine.
         workers = [await spawn_worker(**env) for _ in range(2)]
+        for job_id in job_ids:
+            await broker.publish(example_job(DATAZONE, job_id), DATAZONE)
         await workers[0].wait_for_event("job_settled", count=20)
         processes[0].kill()
         processes[0].wait()

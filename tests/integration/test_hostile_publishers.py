@@ -22,6 +22,7 @@ from dispatcher.dead_letters import DeadLetter
 from dispatcher.emulator import parse_faults
 from dispatcher.examples import example_job
 from dispatcher.stamps import Stamper
+from tests.integration.support import start_cli
 
 M2 = "m2.StartBatchJob"
 DATAZONE = "datazone.StartDataSourceRun"
@@ -229,3 +230,20 @@ async def test_reply_to_a_dispatcher_queue_gets_no_reply(own, start_worker, brok
         queue = await channel.declare_queue(name, passive=True)
         assert queue.declaration_result.message_count == 0, name
     assert len(emulator.state.calls.to_json()) == 1
+
+
+async def test_the_dlq_tools_read_a_letter_with_undecodable_properties(declare, broker, amqp_url, prefix, worker_env):
+    """A letter whose properties pamqp alone cannot decode is listed and exported, exit 0."""
+    await declare()
+    job_id = new_id()
+    body = orjson.dumps(example_job(M2, job_id))
+    properties = {"correlation_id": b"\xff\xfe", "headers": {b"\xffkey": b"\xfe"}, "timestamp": 2**64 - 1}
+    await publish_raw(amqp_url, f"{prefix}.dead", M2, body, **properties)
+
+    for args in (("dlq", "list", "--json"), ("dlq", "show", job_id)):
+        process = await start_cli(worker_env, *args)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, stderr.decode()
+        assert job_id in stdout.decode()
+    dead = await (await broker.connection.channel()).declare_queue(broker.dead_queue, passive=True)
+    assert dead.declaration_result.message_count == 1

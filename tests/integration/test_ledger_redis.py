@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from dispatcher.envelope import Decoder
 from dispatcher.examples import example_job
-from dispatcher.ledger import ClaimState, Finish, StartedEntry
+from dispatcher.ledger import ClaimState, Finish, LedgerUnavailable, StartedEntry
 from dispatcher.ledger_redis import RedisLedger
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
@@ -109,3 +109,49 @@ async def test_the_local_fallback_is_an_explicit_choice(start_worker, broker, em
 
     assert results[job_id][0].json()["outcome"] == "succeeded"
     assert len(emulator.state.calls.to_json()) == 1
+
+
+async def test_a_second_delivery_in_this_process_waits_for_the_call_in_flight(redis_url, prefix):
+    """Redis loses the claim mid-call: the second delivery still waits, then gets the first call's result."""
+    redis = Redis.from_url(redis_url)
+    ledger = RedisLedger(redis, ttl_s=60, stale_after_s=30, retry_unknown_outcome=False, prefix=prefix)
+    one = job()
+    try:
+        first = await ledger.claim(one)
+        assert first.state is ClaimState.CLAIMED
+        await redis.delete(f"{prefix}:ledger:{one.job_id}")
+        second = asyncio.ensure_future(ledger.claim(one))
+        await asyncio.sleep(0.3)
+        assert not second.done(), "the second delivery did not wait for the call in flight"
+        await ledger.finish(one, first, Finish.STARTED, StartedEntry({"executionId": "e-2"}, "r-2", 1))
+        assert (await asyncio.wait_for(second, 5)).state is ClaimState.STARTED
+    finally:
+        await redis.delete(f"{prefix}:ledger:{one.job_id}")
+        await redis.aclose()
+
+
+async def test_a_redis_back_empty_gets_what_this_process_recorded_written_back(redis_url, prefix):
+    """After Redis failed, the first answer makes the process write its entries back: other replicas see them."""
+    with redis_server(free_port()) as server:
+        redis = _redis(Settings(redis_url=server.url), operations=1)
+        ledger = RedisLedger(redis, ttl_s=60, stale_after_s=30, retry_unknown_outcome=False, prefix=prefix)
+        other = RedisLedger(redis, ttl_s=60, stale_after_s=30, retry_unknown_outcome=False, prefix=prefix)
+        started, unknown, later = job(), job(), job()
+        try:
+            for one, how in ((started, Finish.STARTED), (unknown, Finish.KEEP)):
+                claim = await ledger.claim(one)
+                await ledger.finish(one, claim, how, StartedEntry({"executionId": "e-3"}, "r-3", 1))
+            server.kill()
+            with pytest.raises(LedgerUnavailable):
+                await ledger.claim(later)  # Redis is gone: noticed
+            server.start()  # back, empty
+            ledger._redis_down_until = 0
+            assert (await ledger.claim(later)).state is ClaimState.CLAIMED
+            async with asyncio.timeout(5):
+                while not await redis.exists(f"{prefix}:ledger:{started.job_id}"):
+                    await asyncio.sleep(0.05)
+
+            assert (await other.claim(started)).state is ClaimState.STARTED
+            assert (await other.claim(unknown)).state is ClaimState.STALE
+        finally:
+            await redis.aclose()
