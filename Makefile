@@ -2,7 +2,7 @@
 UV ?= uv
 PYTEST = $(UV) run pytest
 
-.PHONY: install test test-unit lint format typecheck generate check-generated schemas demo emulator worker bench soak check-deploy ci
+.PHONY: install test test-unit lint format typecheck generate check-generated schemas demo emulator worker bench soak hostile check-deploy ci
 
 install:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet 'uv==0.13.8'
@@ -49,6 +49,10 @@ bench: install
 
 soak: install
 	$(PYTEST) -q -m soak -p no:randomly
+
+# >= 1,000 generated hostile messages among valid jobs (HOSTILE_MESSAGES, HOSTILE_SEED to change them).
+hostile: install
+	$(PYTEST) -q -m "hostile and soak" -p no:randomly tests/hostile
 
 check-deploy:
 	bash .ci/check-deploy
