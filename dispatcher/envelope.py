@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from dispatcher.errors import ExpiredJob, InvalidJob, MalformedJob, UnroutableJob
 from dispatcher.params import has_json_payload, with_exact_json_payload
 from dispatcher.redact import redact_loc
+from dispatcher.regions import region_refusal
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -69,7 +70,7 @@ class Decoder:
 
     registry: Registry
     default_region: str
-    enabled_regions: tuple[str, ...]
+    enabled_regions: tuple[str, ...]  # an allow-list; empty: any region of the default's partition
     max_message_bytes: int
 
     def decode(self, body: bytes, routing_key: str, message_id: str | None, now: datetime | None = None) -> Job:
@@ -95,12 +96,9 @@ class Decoder:
                 f"with routing key {routing_key!r}",
             )
         region = message.region or self.default_region
-        if region not in self.enabled_regions:
-            raise InvalidJob(
-                "RegionNotEnabled",
-                f"region: {region} is not enabled for this dispatcher "
-                f"(enabled: {', '.join(self.enabled_regions)}; see DISPATCHER_AWS_REGIONS)",
-            )
+        refusal = region_refusal(region, self.default_region, self.enabled_regions)
+        if refusal is not None:
+            raise InvalidJob("RegionNotEnabled", refusal)
         request = validate_params(operation, message.params)
         if operation.idempotency_token_member and not request.get(operation.idempotency_token_member):
             request[operation.idempotency_token_member] = idempotency_token(job_id)

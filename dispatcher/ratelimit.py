@@ -156,3 +156,15 @@ class AdaptiveLimiter:
         while self._sends and self._sends[0] < now - SEND_RATE_WINDOW_S:
             self._sends.popleft()
         return len(self._sends) / SEND_RATE_WINDOW_S
+
+
+class Limiters(dict[tuple[str, str], Limiter]):
+    """One limiter per (operation, region), as AWS limits them, made when a job first names the pair."""
+
+    def __init__(self, make: Callable[[str, str], Limiter]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: tuple[str, str]) -> Limiter:
+        limiter = self[key] = self._make(*key)
+        return limiter

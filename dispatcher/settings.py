@@ -99,8 +99,11 @@ class Settings(BaseSettings):
 
     @property
     def enabled_regions(self) -> tuple[str, ...]:
-        """Regions a job may name: the default plus `DISPATCHER_AWS_REGIONS`."""
-        return tuple(dict.fromkeys([self.region, *self.aws_regions]))
+        """The allow-list of regions a job may name (the default plus `DISPATCHER_AWS_REGIONS`).
+
+        Empty when `aws_regions` is: then any region of the default region's partition.
+        """
+        return tuple(dict.fromkeys([self.region, *self.aws_regions])) if self.aws_regions else ()
 
     @property
     def attempts(self) -> int:

@@ -29,7 +29,7 @@ from dispatcher.ledger import Ledger, LocalLedger
 from dispatcher.ledger_redis import RedisLedger
 from dispatcher.outcome import DeadLetter, Requeue, RetryLater
 from dispatcher.pipeline import Arrival, JobPolicy, Pipeline
-from dispatcher.ratelimit import AdaptiveLimiter, Limiter
+from dispatcher.ratelimit import AdaptiveLimiter, Limiter, Limiters
 from dispatcher.ratelimit_redis import SharedLimiter
 from dispatcher.results import FAILED, Result
 from dispatcher.retry import RetrySchedule, RetryState
@@ -84,11 +84,10 @@ class Worker:
             call_timeout_s=settings.aws_call_timeout_s,
         )
         self.redis = _redis(settings, len(registry)) if settings.redis_url else None
-        self.limiters = {
-            (op.routing_key, region): self._limiter(op.routing_key, region)
-            for op in registry
-            for region in settings.enabled_regions
-        }
+        self.limiters = Limiters(self._limiter)
+        for op in registry:
+            for region in settings.enabled_regions or (settings.region,):
+                self.limiters[(op.routing_key, region)] = self._limiter(op.routing_key, region)
         self.pipeline = Pipeline(
             Decoder(registry, settings.region, settings.enabled_regions, settings.max_message_bytes),
             self.aws,
@@ -138,7 +137,7 @@ class Worker:
         for (label, _), limiter in self.limiters.items():
             metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
         metrics.RATE_LIMIT_SHARED.set(1 if self.redis else 0)
-        await self.aws.open(self.registry.services, self.settings.enabled_regions)
+        await self.aws.open(self.registry.services, self.settings.enabled_regions or (self.settings.region,))
         # What start-up built (service models, clients) lives as long as the process: moved out of
         # the collector's reach, the first full collection no longer stalls the loop for ~0.4 s.
         gc.collect()

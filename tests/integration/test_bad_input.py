@@ -386,7 +386,7 @@ def envelope_cases(tag: str) -> list[Case]:
         ("job_id too long", lambda _: job("j" * 129), M2, "invalid", "InvalidJobMessage", "job_id:"),
         ("job_id not a string", lambda _: job(7), M2, "invalid", "InvalidJobMessage", "job_id:"),
         ("region pattern", lambda i: job(i, region="Mars"), M2, "invalid", "InvalidJobMessage", "region:"),
-        ("region not enabled", lambda i: job(i, region="eu-west-3"), M2, "invalid", "RegionNotEnabled", "eu-west-3"),
+        ("region not a region", lambda i: job(i, region="zz-west-3"), M2, "invalid", "RegionNotEnabled", "zz-west-3"),
         ("metadata value", lambda i: job(i, metadata={"team": 1}), M2, "invalid", "InvalidJobMessage", "metadata.team"),
         ("not_after not a time", lambda i: job(i, not_after="soon"), M2, "invalid", "InvalidJobMessage", "not_after:"),
         ("not_after naive", lambda i: job(i, not_after=naive), M2, "invalid", "InvalidJobMessage", "not_after:"),

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from dispatcher.envelope import Decoder, idempotency_token, json_path
-from dispatcher.errors import Category, JobError
+from dispatcher.errors import Category, InvalidJob, JobError
 from dispatcher.examples import example_job
 from dispatcher.registry import default_registry
 
@@ -64,12 +64,30 @@ def test_token_derived_from_job_id_is_stable_and_publisher_token_wins():
     assert decode(own, LOOKOUT).request["ClientToken"] == "mine"
 
 
-def test_region_must_be_enabled():
-    """A job may name only regions the dispatcher has clients for."""
+def test_an_allow_list_restricts_regions():
+    """With DISPATCHER_AWS_REGIONS set, a job may name only the regions listed."""
     assert decode(example_job(M2, "j", region="eu-west-1")).region == "eu-west-1"
     error = failure(example_job(M2, "j", region="ap-south-1"))
     assert error.code == "RegionNotEnabled"
     assert "DISPATCHER_AWS_REGIONS" in error.message
+
+
+@pytest.mark.parametrize("region", ["ap-south-1", "eu-west-3", "me-central-1", "ap-southeast-9"])
+def test_without_an_allow_list_any_region_of_the_partition_works(region):
+    """Contract section 2: any region of the partition unless the deployment restricts regions."""
+    anywhere = Decoder(REGISTRY, "us-east-1", (), max_message_bytes=10_000)
+    body = orjson.dumps(example_job(M2, "j", region=region))
+    assert anywhere.decode(body, M2, None).region == region
+
+
+@pytest.mark.parametrize(("region", "why"), [("zz-north-1", "not an AWS region"), ("cn-north-1", "aws-cn partition")])
+def test_names_that_are_no_region_of_the_partition_are_refused(region, why):
+    """A made-up region, or one of another partition than the deployment's, never reaches AWS."""
+    anywhere = Decoder(REGISTRY, "us-east-1", (), max_message_bytes=10_000)
+    with pytest.raises(InvalidJob) as raised:
+        anywhere.decode(orjson.dumps(example_job(M2, "j", region=region)), M2, None)
+    assert raised.value.code == "RegionNotEnabled"
+    assert why in raised.value.message
 
 
 def test_expired_and_naive_not_after():
