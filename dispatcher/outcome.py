@@ -34,6 +34,7 @@ class RetryLater:
     delay_s: float
     state: RetryState
     error: JobError
+    job_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,13 +120,13 @@ class Pipeline:
                 if throttled_s < self._policy.max_throttle_wait_s and not self._draining.is_set():
                     continue
                 # Throttled for long: wait on the broker, without spending the job's retry budget.
-                return await self._retry(state, error, self._policy.schedule.delays_s[0], spend=False)
+                return await self._retry(job, state, error, self._policy.schedule.delays_s[0], spend=False)
             except RetryableAwsError as error:
                 state = state.called(error.code)
                 delay_s = self._policy.schedule.delay_for(state.retries)
                 if delay_s is None:
                     return _dead_letter(arrival, job, _exhausted(error, state), state)
-                return await self._retry(state, error, delay_s, spend=True)
+                return await self._retry(job, state, error, delay_s, spend=True)
             except JobError as error:
                 return _dead_letter(arrival, job, error, state.called(error.code))
             limiter.on_success()
@@ -141,7 +141,7 @@ class Pipeline:
         try:
             claim = await self._claim(job)
         except LedgerUnavailable as error:
-            return await self._retry(state, error, self._policy.schedule.delays_s[0], spend=False)
+            return await self._retry(job, state, error, self._policy.schedule.delays_s[0], spend=False)
         if claim.state is not ClaimState.CLAIMED:
             return self._known_outcome(arrival, job, state, claim)
         return claim
@@ -196,11 +196,11 @@ class Pipeline:
         finally:
             await self._ledger.finish(job, claim, how, entry)
 
-    async def _retry(self, state: RetryState, error: JobError, delay_s: float, *, spend: bool) -> Outcome:
+    async def _retry(self, job: Job, state: RetryState, error: JobError, delay_s: float, *, spend: bool) -> Outcome:
         """A durable retry; the short jitter pause is cut short if the worker is shutting down."""
         await self._unless_draining(asyncio.sleep(jitter_s(delay_s, self._policy.retry_jitter), result=True))
         log.info("retry_scheduled", delay_s=delay_s, error_code=error.code, attempts=state.attempts)
-        return RetryLater(delay_s, state.spent() if spend else state, error)
+        return RetryLater(delay_s, state.spent() if spend else state, error, job.job_id)
 
     async def _unless_draining(self, waiting: Awaitable[T]) -> T | None:
         """Await `waiting` unless the worker drains first (see `interrupt_waits`); None if it did."""

@@ -78,12 +78,12 @@ class Settler:
             return False
         try:
             try:
-                await self._publish(exchanges, _Copier(message), outcome)
+                await self._publish(exchanges, _Copier(message, outcome), outcome)
             except PublishFailed:
                 raise
             except Exception as exc:
                 log.exception("settlement_failed_settling_a_safe_copy", error=repr(exc))
-                await self._publish(exchanges, _Copier(message, safe_reason=repr(exc)), outcome)
+                await self._publish(exchanges, _Copier(message, outcome, safe_reason=repr(exc)), outcome)
         except PublishFailed as exc:
             log.warning("publish_failed_requeueing", error=str(exc))
             await _nack(message, label)
@@ -153,11 +153,12 @@ class _Copier:
     dispatcher's own values, and the copy says why in `x-dispatcher-safe-copy`.
     """
 
-    def __init__(self, incoming: AbstractIncomingMessage, safe_reason: str | None = None) -> None:
+    def __init__(self, incoming: AbstractIncomingMessage, outcome: Outcome, safe_reason: str | None = None) -> None:
         self._incoming = incoming
         self._safe_reason = safe_reason
         self.routing_key = amqp_values.short_string(incoming.routing_key or "")
-        self.message_id = amqp_values.optional_short_string(incoming.message_id)
+        # A copy without a message_id would get a random one from aiormq: it takes the job's id.
+        self.message_id = amqp_values.optional_short_string(incoming.message_id) or _job_id(outcome)
         self.reply_to = None if safe_reason else amqp_values.optional_short_string(incoming.reply_to)
 
     def result(self, result: Result) -> Message:
@@ -222,6 +223,14 @@ def dead_letter_headers(error: JobError, attempts: int, routing_key: str) -> dic
     if error.http_status:
         headers["x-dispatcher-http-status"] = error.http_status
     return headers
+
+
+def _job_id(outcome: Outcome) -> str | None:
+    if isinstance(outcome, RetryLater):
+        return outcome.job_id
+    if isinstance(outcome, DeadLetter | Succeeded):
+        return amqp_values.optional_short_string(outcome.result.job_id)
+    return None
 
 
 def _count(outcome: Outcome, label: str) -> None:

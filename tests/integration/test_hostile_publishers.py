@@ -247,3 +247,25 @@ async def test_the_dlq_tools_read_a_letter_with_undecodable_properties(declare, 
         assert job_id in stdout.decode()
     dead = await (await broker.connection.channel()).declare_queue(broker.dead_queue, passive=True)
     assert dead.declaration_result.message_count == 1
+
+
+async def test_a_job_without_message_id_keeps_its_job_id_through_retries_and_dead_letters(
+    start_worker, broker, amqp_url, emulator
+):
+    """Without an AMQP message_id (aio-pika always sets one, other clients need not), copies carry the job_id."""
+    await start_worker()
+    emulator.state.replace_faults(parse_faults({M2: {"error_rate": 1.0, "error_code": "InternalServerException"}}))
+    retried = new_id()
+    await publish_raw(amqp_url, broker.jobs_exchange, M2, orjson.dumps(example_job(M2, retried)))
+    invalid_job = example_job(M2, new_id())
+    invalid_job["params"]["applicationId"] = ""
+    await publish_raw(amqp_url, broker.jobs_exchange, M2, orjson.dumps(invalid_job))
+
+    results = await broker.collect_ids(broker.results_queue, [retried, invalid_job["job_id"]])
+    dead = await broker.collect(broker.dead_queue, 2)
+
+    [exhausted] = results[retried]
+    assert exhausted.json()["attempts"] == 3
+    # The last delivery was a retry copy: its message_id, and so the result's correlation_id, is the job's.
+    assert exhausted.properties["correlation_id"] == retried
+    assert {letter.properties["message_id"] for letter in dead} == {retried, invalid_job["job_id"]}
