@@ -6,7 +6,9 @@ import asyncio
 import base64
 import contextlib
 import inspect
+import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,6 +18,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.json import JSON
+from rich.measure import Measurement
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
@@ -29,14 +32,15 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from dispatcher.dead_letters import DeadLetter, LetterFilter
-    from dispatcher.dlq import Browse, Decision
+    from dispatcher.dlq import Browse, Decision, ReplayReport
 
 dlq_app = typer.Typer(
     name="dlq",
     help=(
         "Operate the dead-letter queue (dispatcher.dead): list, show, replay, purge, export. "
         "Every command reads each dead letter once and leaves the ones it does not act on in place, "
-        "in order. Run one at a time: a second command sees nothing of what the first holds. "
+        "in order. A command finding another one running says so: destructive ones refuse, the others warn "
+        "that what they show is incomplete. "
         "Guide: docs/operators.md."
     ),
     no_args_is_help=True,
@@ -45,6 +49,8 @@ app.add_typer(dlq_app, short_help="Operate the dead-letter queue: list, show, re
 out = Console(highlight=False)
 FILTERS = "Filters (all given must match; a repeated option matches any of its values)"
 MESSAGE_COLUMN_CHARS = 60
+PROGRESS_EVERY_S = 5.0  # without a terminal: one progress line on stderr this often
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 Service = Annotated[
     list[str] | None, typer.Option("--service", help="botocore service, e.g. m2.", rich_help_panel=FILTERS)
@@ -90,6 +96,13 @@ JsonLines = Annotated[bool, typer.Option("--json", help="JSON Lines (one object 
 Force = Annotated[
     bool, typer.Option("--force", help="Replay even dead letters that fail validation (or expired) as they are.")
 ]
+Overwrite = Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")]
+AndPurge = Annotated[
+    bool,
+    typer.Option(
+        "--purge", help="Also delete what was exported, in the same pass: each letter once it is written and synced."
+    ),
+]
 Yes = Annotated[bool, typer.Option("--yes", help="Confirm: the matching dead letters are deleted for good.")]
 
 
@@ -113,7 +126,11 @@ def list_(
     limit: Limit = None,
     as_json: JsonLines = False,  # noqa: FBT002
 ) -> None:
-    """List dead letters, oldest first, with why they failed; the queue is left exactly as it was.
+    """List dead letters in queue order, with why they failed; the queue is left exactly as it was.
+
+    Queue order is oldest first, except that a letter a replay kept went back to the tail.
+
+    On a terminal a table; otherwise tab-separated columns with a header line, one letter a line.
 
     Example: dispatcher dlq list --category rejected --newer-than 1h
     """
@@ -122,8 +139,10 @@ def list_(
     if as_json:
         sys.stdout.buffer.write(b"".join(orjson.dumps(letter.summary(now)) + b"\n" for letter in found.letters))
     elif found.letters:
-        out.print(_letters_table(found.letters, now))
-    err.print(f"listed {len(found.letters)} of {found.examined} dead letters")
+        print_letters(out, found.letters, now)
+    _warn_busy(found.busy)
+    incomplete = " (incomplete: see the warning)" if found.busy else ""
+    err.print(f"listed {len(found.letters)} of {found.examined} dead letters{incomplete}")
 
 
 @dlq_app.command()
@@ -135,8 +154,10 @@ def show(
     from dispatcher.dead_letters import LetterFilter  # noqa: PLC0415
 
     found = _browse(LetterFilter(job_ids=frozenset({job_id})))
+    _warn_busy(found.busy)
     if not found.letters:
-        msg = f"none of the {found.examined} dead letters has job_id {job_id}"
+        held = "; it may be one of the letters held elsewhere (see the warning)" if found.busy else ""
+        msg = f"none of the {found.examined} dead letters has job_id {job_id}{held}"
         raise LookupError(msg)
     for number, letter in enumerate(found.letters, start=1):
         if len(found.letters) > 1:
@@ -180,7 +201,7 @@ def replay(
 
     Example: dispatcher dlq replay --operation m2.StartBatchJob --error-code AccessDeniedException --rate 20
     """
-    from dispatcher.dlq import FAILED, KEPT, WOULD_MOVE  # noqa: PLC0415
+    from dispatcher.dlq import FAILED, KEPT, WOULD_MOVE, ReplayReport  # noqa: PLC0415
     from dispatcher.dlq import replay as replay_letters  # noqa: PLC0415
     from dispatcher.envelope import Decoder  # noqa: PLC0415
     from dispatcher.registry import default_registry  # noqa: PLC0415
@@ -190,25 +211,39 @@ def replay(
     settings = _settings()
     names = Names.from_settings(settings)
     decoder = Decoder(default_registry(), settings.region, settings.enabled_regions, settings.max_message_bytes)
-    with _progress("dry run" if dry_run else "replaying") as progress:
-        report = asyncio.run(
-            replay_letters(
-                settings.amqp_url.get_secret_value(),
-                dead_queue=names.dead_queue,
-                jobs_exchange=names.jobs_exchange,
-                letter_filter=letter_filter,
-                decoder=decoder,
-                stamper=Stamper.from_settings(settings),
-                publish_timeout_s=settings.publish_timeout_s,
-                force=force,
-                dry_run=dry_run,
-                limit=limit,
-                rate_per_s=rate,
-                progress=progress,
+    report = ReplayReport()
+    try:
+        with _progress(
+            "dry run" if dry_run else "replaying", lambda: _replay_progress(report, dry_run=dry_run)
+        ) as progress:
+            asyncio.run(
+                replay_letters(
+                    settings.amqp_url.get_secret_value(),
+                    dead_queue=names.dead_queue,
+                    jobs_exchange=names.jobs_exchange,
+                    letter_filter=letter_filter,
+                    decoder=decoder,
+                    stamper=Stamper.from_settings(settings),
+                    publish_timeout_s=settings.publish_timeout_s,
+                    force=force,
+                    dry_run=dry_run,
+                    limit=limit,
+                    rate_per_s=rate,
+                    progress=progress,
+                    report=report,
+                )
             )
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: moved {report.moved}, {max(0, report.total - report.moved)} left in {names.dead_queue} "
+            f"(of {report.total}); {report.examined} dead letters read. The letters this replay held are back in "
+            "the queue (at its tail); the one being published at that moment may also have been sent.",
+            markup=False,
         )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _warn_busy(report.busy)
     if report.decisions:
-        out.print(_decisions_table(report.decisions))
+        print_decisions(out, report.decisions)
     if dry_run:
         summary = f"would move {report.count(WOULD_MOVE)}, would keep {report.count(KEPT)} (dry run)"
     else:
@@ -239,14 +274,27 @@ def purge(
         ),
     ] = None,
     dry_run: DryRun = False,  # noqa: FBT002
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help="Delete only the dead letters this export file came from (by message_id and body digest).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Delete matching dead letters for good; refuses without --yes (or --dry-run).
 
     With --backup FILE they are appended to FILE as JSON Lines, which `dispatcher submit --file`
-    publishes again, and FILE is on disk before the first one is deleted.
+    publishes again, and FILE is on disk before the first one is deleted. With --from-file FILE
+    only the letters an earlier `dlq export` wrote to FILE are deleted (each recorded by its
+    message_id and a digest of its body as it was, so editing the bodies in FILE changes nothing),
+    never one that arrived after the export.
 
     Example: dispatcher dlq purge --category malformed --older-than 7d --backup malformed.jsonl --yes
     """
+    from dispatcher.dead_letters import read_identities  # noqa: PLC0415
     from dispatcher.dlq import purge as purge_letters  # noqa: PLC0415
     from dispatcher.topology import Names  # noqa: PLC0415
 
@@ -256,6 +304,12 @@ def purge(
     if backup is not None and not backup.parent.is_dir():
         msg = f"--backup: directory {backup.parent} does not exist"
         raise UsageError(msg)
+    only = None
+    if from_file is not None:
+        try:
+            only = read_identities(from_file)
+        except ValueError as exc:
+            raise UsageError(f"--from-file: {exc}") from None
     letter_filter = _filter(service, operation, category, error_code, older_than, newer_than, job_id)
     settings = _settings()
     with _progress("dry run" if dry_run else "purging") as progress:
@@ -269,19 +323,27 @@ def purge(
                 dry_run=dry_run,
                 limit=limit,
                 progress=progress,
+                only=only,
             )
         )
+    _warn_busy(report.busy)
     if dry_run and report.letters:
-        out.print(_letters_table(report.letters, _now()))
+        print_letters(out, report.letters, _now())
     verb = "would delete" if dry_run else "deleted"
     saved = f", appended to {backup}" if backup is not None and report.letters else ""
-    err.print(f"{verb} {len(report.letters)} of {report.examined} dead letters{saved}", markup=False)
+    named = ""
+    if only is not None:
+        named = f"; {sum(only.values()) - len(report.letters)} named in {from_file} were not in the queue"
+    err.print(f"{verb} {len(report.letters)} of {report.examined} dead letters{saved}{named}", markup=False)
 
 
 @dlq_app.command()
 @_reflowed
 def export(
-    file: Annotated[Path, typer.Argument(help="Output file (JSON Lines, overwritten), or - for standard output.")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="Output file (JSON Lines; an existing one only with --force), or - for standard output."),
+    ],
     service: Service = None,
     operation: Operation = None,
     category: Categories = None,
@@ -290,22 +352,63 @@ def export(
     newer_than: NewerThan = None,
     job_id: JobId = None,
     limit: Limit = None,
+    force: Overwrite = False,  # noqa: FBT002
+    and_purge: AndPurge = False,  # noqa: FBT002
 ) -> None:
-    """Write matching dead letters to a file, leaving the queue as it was.
+    """Write matching dead letters to a file, leaving the queue as it was (with --purge: deleting those).
 
-    One JSON object per line: {"properties": {...}, "headers": {...}, "body": ...}; the body is the
-    JSON object when it is one, else text, else base64 with "body_encoding": "base64". Edit a job's
-    body, then publish the file again with `dispatcher submit --file FILE`.
+    One JSON object per line: {"properties": {...}, "headers": {...}, "dead_letter": {...}, "body": ...};
+    the body is the JSON object when it is one, else text, else base64 with "body_encoding": "base64";
+    dead_letter names the letter (message_id, body digest) for `dlq purge --from-file FILE`. Edit a
+    job's body, then publish the file again with `dispatcher submit --file FILE`.
 
-    Example: dispatcher dlq export --category invalid invalid.jsonl
+    Example: dispatcher dlq export --category invalid --purge invalid.jsonl
     """
-    found = _browse(_filter(service, operation, category, error_code, older_than, newer_than, job_id), limit)
+    stdout = str(file) == "-"
+    if and_purge and stdout:
+        msg = "--purge needs a file: what is deleted must first be on disk"
+        raise UsageError(msg)
+    if not stdout and file.exists() and not force:
+        msg = f"{file} exists: choose another name, or add --force to overwrite it"
+        raise UsageError(msg)
+    if not stdout and not file.parent.is_dir():
+        msg = f"directory {file.parent} does not exist"
+        raise UsageError(msg)
+    letter_filter = _filter(service, operation, category, error_code, older_than, newer_than, job_id)
+    if and_purge:
+        _export_and_purge(file, letter_filter, limit)
+        return
+    found = _browse(letter_filter, limit)
+    _warn_busy(found.busy)
     lines = b"".join(orjson.dumps(letter.to_record()) + b"\n" for letter in found.letters)
-    if str(file) == "-":
+    if stdout:
         sys.stdout.buffer.write(lines)
     else:
         file.write_bytes(lines)
     err.print(f"exported {len(found.letters)} of {found.examined} dead letters to {file}", markup=False)
+
+
+def _export_and_purge(file: Path, letter_filter: LetterFilter, limit: int | None) -> None:
+    from dispatcher.dlq import purge as purge_letters  # noqa: PLC0415
+    from dispatcher.topology import Names  # noqa: PLC0415
+
+    settings = _settings()
+    file.unlink(missing_ok=True)  # reached only with --force: the purge appends each chunk, synced, then deletes it
+    with _progress("exporting") as progress:
+        report = asyncio.run(
+            purge_letters(
+                settings.amqp_url.get_secret_value(),
+                Names.from_settings(settings).dead_queue,
+                letter_filter,
+                stamper=Stamper.from_settings(settings),
+                backup=file,
+                limit=limit,
+                progress=progress,
+            )
+        )
+    if not file.exists():
+        file.write_bytes(b"")  # nothing matched: an empty export, as without --purge
+    err.print(f"exported and deleted {len(report.letters)} of {report.examined} dead letters to {file}", markup=False)
 
 
 def _browse(letter_filter: LetterFilter, limit: int | None = None) -> Browse:
@@ -361,11 +464,34 @@ def _duration(option: str, text: str | None) -> float | None:
 
 
 @contextlib.contextmanager
-def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr when it is a terminal; the callback takes (read, total)."""
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+def _progress(description: str, detail: Callable[[], str] | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr when it is a terminal, else a line every PROGRESS_EVERY_S; takes (read, total)."""
+    if not err.is_terminal:
+        every_s = float(os.environ.get("DISPATCHER_DLQ_PROGRESS_EVERY_S") or PROGRESS_EVERY_S)
+        last = time.monotonic()
+
+        def line(done: int, total: int) -> None:
+            nonlocal last
+            if time.monotonic() - last >= every_s:
+                last = time.monotonic()
+                more = f", {detail()}" if detail is not None else ""
+                sys.stderr.write(f"{description}: {done} of {total} dead letters read{more}\n")
+                sys.stderr.flush()
+
+        yield line
+        return
+    with Progress(console=err, transient=True) as progress:
         task = progress.add_task(description, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _replay_progress(report: ReplayReport, *, dry_run: bool) -> str:
+    return f"would move {len(report.decisions)}" if dry_run else f"moved {report.moved}"
+
+
+def _warn_busy(busy: str | None) -> None:
+    if busy is not None:
+        err.print(f"[yellow]warning:[/yellow] {busy}: what is shown is incomplete", highlight=False)
 
 
 def _now() -> datetime:
@@ -374,42 +500,74 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _letters_table(letters: list[DeadLetter], now: datetime) -> Table:
-    table = _table("job id", "operation", "category", "error code", "message", "attempts", "age")
-    for letter in letters:
-        table.add_row(
-            _safe(letter.job_id or "-"),
-            _safe(letter.original_routing_key),
-            _safe(letter.category),
-            _safe(letter.error_code),
-            _safe(_truncate(letter.error_message)),
+LETTER_COLUMNS = ("job id", "operation", "category", "error code", "message", "attempts", "age")
+DECISION_COLUMNS = ("job id", "operation", "category", "error code", "replay", "why")
+PROSE_COLUMNS = frozenset({"message", "why"})  # the only ones wrapped, at spaces
+
+
+def print_letters(console: Console, letters: list[DeadLetter], now: datetime) -> None:
+    """The `list` table; tab-separated columns when not on a terminal."""
+    rows = [
+        [
+            letter.job_id or "-",
+            letter.original_routing_key,
+            letter.category,
+            letter.error_code,
+            letter.error_message,
             str(letter.attempts),
             _age(letter.age_s(now)),
-        )
-    return table
+        ]
+        for letter in letters
+    ]
+    _print_rows(console, LETTER_COLUMNS, rows)
 
 
-def _decisions_table(decisions: list[Decision]) -> Table:
-    table = _table("job id", "operation", "category", "error code", "replay", "why")
-    for decision in decisions:
-        letter = decision.letter
-        table.add_row(
-            _safe(letter.job_id or "-"),
-            _safe(letter.original_routing_key),
-            _safe(letter.category),
-            _safe(letter.error_code),
+def print_decisions(console: Console, decisions: list[Decision]) -> None:
+    """What a replay kept or failed, and why; tab-separated columns when not on a terminal."""
+    rows = [
+        [
+            decision.letter.job_id or "-",
+            decision.letter.original_routing_key,
+            decision.letter.category,
+            decision.letter.error_code,
             decision.action,
-            _safe(decision.reason),
-        )
-    return table
+            decision.reason,
+        ]
+        for decision in decisions
+    ]
+    _print_rows(console, DECISION_COLUMNS, rows)
 
 
-def _table(*columns: str) -> Table:
-    """Values fold rather than hide behind an ellipsis: a job id cut short is of no use."""
+def _print_rows(console: Console, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A table on a terminal, unless its identifiers cannot fit whole: then one block per row.
+
+    Job ids, routing keys, categories and codes are never wrapped or cut (no_wrap); only the prose
+    columns wrap, at spaces. Without a terminal: a header line and one line per row, tab-separated
+    (as rabbitmqctl prints), tabs and line breaks inside values turned into spaces, nothing cut.
+    """
+    if not console.is_terminal:
+        lines = ["\t".join(_plain(name) for name in columns)]
+        lines += ["\t".join(_plain(value) for value in row) for row in rows]
+        console.file.write("\n".join(lines) + "\n")
+        console.file.flush()
+        return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column in {"attempts", "age"})
-    return table
+        prose = column in PROSE_COLUMNS
+        table.add_column(column, no_wrap=not prose, overflow="fold" if prose else "ignore", min_width=None)
+    for row in rows:
+        table.add_row(*(_cell(name, value) for name, value in zip(columns, row, strict=True)))
+    if _fits(console, table, columns, rows):
+        console.print(table)
+        return
+    for row in rows:  # too narrow for a table: one block per row, each value on its own line
+        block = Table.grid(padding=(0, 1))
+        block.add_column(style="cyan", no_wrap=True)
+        block.add_column(no_wrap=False, overflow="fold")
+        for name, value in zip(columns, row, strict=True):
+            block.add_row(name, _cell(name, value))
+        console.print(block)
+        console.print()
 
 
 def _show(letter: DeadLetter) -> None:
@@ -451,6 +609,32 @@ def _body(body: bytes) -> JSON | Text:
 def _safe(text: str) -> Text:
     """Text shown as it is, never as markup, with control characters (terminal escapes) spelled out."""
     return Text("".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text))
+
+
+def _fits(console: Console, table: Table, columns: tuple[str, ...], rows: list[list[str]]) -> bool:
+    """True when, at this width, the table shows every identifier whole on one line (rendered to check)."""
+    if Measurement.get(console, console.options, table).minimum > console.width:
+        return False
+    with console.capture() as capture:
+        console.print(table)
+    lines = capture.get().splitlines()
+    identifiers = {
+        _safe(value).plain
+        for row in rows
+        for name, value in zip(columns, row, strict=True)
+        if name not in PROSE_COLUMNS
+    }
+    return all(any(value in line for line in lines) for value in identifiers)
+
+
+def _cell(column: str, value: str) -> Text:
+    return _safe(_truncate(value) if column == "message" else value)
+
+
+def _plain(text: str) -> str:
+    """One tab-separated field: control characters spelled out, tabs and line breaks as spaces."""
+    spaced = " ".join(text.replace("\t", " ").replace("\r", " ").split("\n"))
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in spaced)
 
 
 def _truncate(text: str) -> str:

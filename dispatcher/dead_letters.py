@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
@@ -52,6 +54,8 @@ PROPERTY_NAMES = (
     "user_id",
     "app_id",
 )
+Identity = tuple[str | None, str]  # (message_id, sha256 of the body), see DeadLetter.identity
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -196,12 +200,28 @@ class DeadLetter:
             "message_id": self.properties.get("message_id"),
         }
 
+    @property
+    def identity(self) -> Identity:
+        """What names this very letter in an export file: its message_id and a digest of its body bytes.
+
+        `purge --from-file` deletes the letters whose identity the file records, whatever was
+        edited in the file's bodies since.
+        """
+        message_id = self.properties.get("message_id")
+        return (None if message_id is None else str(message_id), hashlib.sha256(self.body).hexdigest())
+
     def to_record(self) -> dict[str, Any]:
         """The export format that `dispatcher submit --file` reads back.
 
-        The body is a JSON object when it is one, else text, else base64 (`body_encoding`).
+        The body is a JSON object when it is one, else text, else base64 (`body_encoding`);
+        `dead_letter` records the letter's identity for `purge --from-file`.
         """
-        record: dict[str, Any] = {"properties": json_ready(self.properties), "headers": json_ready(self.headers)}
+        message_id, digest = self.identity
+        record: dict[str, Any] = {
+            "properties": json_ready(self.properties),
+            "headers": json_ready(self.headers),
+            "dead_letter": {"message_id": message_id, "body_sha256": digest},
+        }
         try:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
@@ -314,6 +334,39 @@ def append_records(path: Path, letters: Iterable[DeadLetter]) -> None:
             file.write(orjson.dumps(letter.to_record()) + b"\n")
         file.flush()
         os.fsync(file.fileno())
+    # A file just created is on disk only once its directory entry is too.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def read_identities(path: Path) -> Counter[Identity]:
+    """The letters an export file names, each as often as it occurs; ValueError for a file that names none."""
+    identities: Counter[Identity] = Counter()
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            msg = f"{path} line {number} is not JSON"
+            raise ValueError(msg) from None
+        stamp = record.get("dead_letter") if isinstance(record, dict) else None
+        digest = stamp.get("body_sha256") if isinstance(stamp, dict) else None
+        message_id = stamp.get("message_id") if isinstance(stamp, dict) else None
+        if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)) or not isinstance(message_id, str | None):
+            msg = (
+                f"{path} line {number} does not record which dead letter it came from "
+                "(dead_letter.message_id and body_sha256): export it again with `dispatcher dlq export`"
+            )
+            raise ValueError(msg)
+        identities[(message_id, digest)] += 1
+    if not identities:
+        msg = f"{path} names no dead letter"
+        raise ValueError(msg)
+    return identities
 
 
 def replay_blocker(letter: DeadLetter, decoder: Decoder, letter_filter: LetterFilter, *, force: bool) -> str | None:

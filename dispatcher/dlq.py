@@ -7,6 +7,12 @@ taken by a consumer whose prefetch is the chunk's size, cancelled before the chu
 with one `basic.nack(multiple=True, requeue=True)`: RabbitMQ 3.10 returns a consumer's messages
 in order that way, but not those of basic.get beyond a few dozen. A command killed half-way loses
 nothing (the broker requeues what it held), only that order.
+
+Messages one command holds are invisible to another (a passive queue.declare counts only ready
+messages), so every command first takes the queue's lock, an exclusive queue named
+`<queue>.dlq-lock` that the broker deletes with the command's connection, and checks the queue's
+consumer count. A command that finds either taken knows letters may be held elsewhere: the
+destructive ones refuse (`QueueBusy`), the others say that what they show is incomplete.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import aio_pika
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity
+from aiormq.exceptions import ChannelLockedResource
 
 from dispatcher.dead_letters import DeadLetter, append_records, replay_blocker
 from dispatcher.publisher import PublishFailed, publish_confirmed
 
 if TYPE_CHECKING:
+    from collections import Counter
     from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
@@ -35,7 +43,7 @@ if TYPE_CHECKING:
         AbstractQueue,
     )
 
-    from dispatcher.dead_letters import LetterFilter
+    from dispatcher.dead_letters import Identity, LetterFilter
     from dispatcher.envelope import Decoder
     from dispatcher.stamps import Stamper
 
@@ -48,8 +56,15 @@ MAX_CHUNK_HOLD_S = 20 * 60
 IDLE_S = 5.0  # no delivery for this long: the queue's message count was stale
 
 
+LOCK_SUFFIX = ".dlq-lock"
+
+
 class BrokerProblem(Exception):
     """Raised when the broker cannot be reached or lacks the queue or exchange a command needs."""
+
+
+class QueueBusy(BrokerProblem):
+    """Raised by a command that would change the queue while another command or consumer holds letters."""
 
 
 class Pacer:
@@ -78,6 +93,7 @@ class _Scan:
         self.total = total
         self._chunk_size = chunk_size
         self.examined = 0
+        self.busy: str | None = None  # why letters may be held elsewhere (then this command sees fewer)
         self._handled = 0
         self._progress = progress
 
@@ -130,6 +146,26 @@ async def _connect(amqp_url: str) -> AsyncIterator[AbstractConnection]:
         yield connection
 
 
+async def _lock(connection: AbstractConnection, queue_name: str) -> bool:
+    """Take the queue's lock for as long as the connection lives; False when another command holds it."""
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(f"{queue_name}{LOCK_SUFFIX}", durable=False, exclusive=True, auto_delete=True)
+    except ChannelLockedResource:
+        return False
+    return True
+
+
+def _busy_reason(queue_name: str, *, locked: bool, consumers: int) -> str | None:
+    if not locked:
+        return f"another `dispatcher dlq` command is running on {queue_name} and holds dead letters this one cannot see"
+    if consumers:
+        return (
+            f"{consumers} other consumer(s) are attached to {queue_name} and may hold dead letters this one cannot see"
+        )
+    return None
+
+
 @contextlib.asynccontextmanager
 async def _scan(
     connection: AbstractConnection,
@@ -137,14 +173,24 @@ async def _scan(
     stamper: Stamper,
     progress: Progress | None,
     chunk_size: int = CHUNK_SIZE,
+    *,
+    changes: bool = False,
 ) -> AsyncIterator[_Scan]:
+    """Read the queue once round; `changes`: the command deletes letters, so it refuses a busy queue."""
+    locked = await _lock(connection, queue_name)
     channel = await connection.channel()
     try:
         queue = await channel.declare_queue(queue_name, passive=True)
     except ChannelNotFoundEntity:
         msg = f"queue {queue_name} does not exist (run `dispatcher topology`, or check DISPATCHER_DEAD_EXCHANGE)"
         raise BrokerProblem(msg) from None
-    scan = _Scan(queue, queue.declaration_result.message_count or 0, chunk_size, progress, stamper)
+    declared = queue.declaration_result
+    busy = _busy_reason(queue_name, locked=locked, consumers=declared.consumer_count or 0)
+    if busy is not None and changes:
+        msg = f"{busy}; nothing was changed: wait for it to finish and run this again"
+        raise QueueBusy(msg)
+    scan = _Scan(queue, declared.message_count or 0, chunk_size, progress, stamper)
+    scan.busy = busy
     try:
         yield scan
     except BaseException:
@@ -161,6 +207,7 @@ class Browse:
 
     letters: list[DeadLetter] = field(default_factory=list)
     examined: int = 0
+    busy: str | None = None  # set when letters may be held elsewhere: what was read is incomplete
 
 
 async def browse(
@@ -180,7 +227,7 @@ async def browse(
             for _, letter in scan.each(chunk):
                 if (limit is None or len(found.letters) < limit) and letter_filter.matches(letter, now):
                     found.letters.append(letter)
-        found.examined = scan.examined
+        found.examined, found.busy = scan.examined, scan.busy
     return found
 
 
@@ -202,6 +249,8 @@ class ReplayReport:
 
     examined: int = 0
     moved: int = 0
+    total: int = 0  # dead letters in the queue when the replay began
+    busy: str | None = None
     decisions: list[Decision] = field(default_factory=list)
 
     def count(self, action: str) -> int:
@@ -223,22 +272,25 @@ async def replay(
     limit: int | None = None,
     rate_per_s: float | None = None,
     progress: Progress | None = None,
+    report: ReplayReport | None = None,
 ) -> ReplayReport:
     """Publish matching dead letters back to the jobs exchange, confirmed, then delete them.
 
     A replay killed at any instant loses nothing: a dead letter is acked only after its copy was
     confirmed, so at most the one in hand exists twice. After a failed publish nothing more moves,
-    but the queue is still read to the end, to give the rest back in order.
+    but the queue is still read to the end, to give the rest back in order. `report` is filled as
+    the replay goes, so a caller that interrupts it can still say what it did.
     """
     now = datetime.now(UTC)
-    report = ReplayReport()
+    report = ReplayReport() if report is None else report
     pacer = Pacer(rate_per_s)
     decided = 0
     stopped = False  # after a failed publish: nothing more moves
     async with _connect(amqp_url) as connection:
         jobs = await _jobs_exchange(connection, jobs_exchange)
         chunk_size = CHUNK_SIZE if rate_per_s is None else max(1, min(CHUNK_SIZE, int(rate_per_s * MAX_CHUNK_HOLD_S)))
-        async with _scan(connection, dead_queue, stamper, progress, chunk_size) as scan:
+        async with _scan(connection, dead_queue, stamper, progress, chunk_size, changes=not dry_run) as scan:
+            report.total, report.busy = scan.total, scan.busy
             async for chunk in scan:
                 for message, letter in scan.each(chunk):
                     if stopped or (limit is not None and decided >= limit) or not letter_filter.matches(letter, now):
@@ -290,17 +342,35 @@ async def purge(
     dry_run: bool = False,
     limit: int | None = None,
     progress: Progress | None = None,
+    only: Counter[Identity] | None = None,
 ) -> Browse:
-    """Delete the matching dead letters, after appending them to `backup` (fsynced) when given."""
+    """Delete the matching dead letters, after appending them to `backup` (fsynced) when given.
+
+    Each chunk's letters are written and synced before any of them is deleted, so a letter that
+    arrives meanwhile is never deleted unseen. `only` (from `read_identities`): delete no letter
+    but those an export file names, each at most as often as the file does.
+    """
     now = datetime.now(UTC)
     report = Browse()
-    async with _connect(amqp_url) as connection, _scan(connection, queue_name, stamper, progress) as scan:
+    wanted = None if only is None else only.copy()
+    async with (
+        _connect(amqp_url) as connection,
+        _scan(connection, queue_name, stamper, progress, changes=not dry_run) as scan,
+    ):
+        report.busy = scan.busy
         async for chunk in scan:
             doomed: Chunk = []
             for message, letter in scan.each(chunk):
-                if (limit is None or len(report.letters) < limit) and letter_filter.matches(letter, now):
-                    doomed.append((message, letter))
-                    report.letters.append(letter)
+                if limit is not None and len(report.letters) >= limit:
+                    continue
+                if not letter_filter.matches(letter, now):
+                    continue
+                if wanted is not None:
+                    if wanted[letter.identity] <= 0:
+                        continue
+                    wanted[letter.identity] -= 1
+                doomed.append((message, letter))
+                report.letters.append(letter)
             if dry_run or not doomed:
                 continue
             if backup is not None:

@@ -45,3 +45,14 @@ RATE_LIMIT_SHARED = Gauge(
     "1 when rate limits are shared through Redis, 0 when they are per process.",
     registry=REGISTRY,
 )
+RESULTS_QUEUE_BOUNDED = Gauge(
+    "dispatcher_results_queue_bounded",
+    "1 when the results queue was declared with the dispatcher's length bound, 0 when it predates it "
+    "(a policy must bound it: docs/deployment.md).",
+    registry=REGISTRY,
+)
+RESULTS_QUEUE_MESSAGES = Gauge(
+    "dispatcher_results_queue_messages",
+    "Ready messages in the results queue when the worker last declared it (at start and reconnect).",
+    registry=REGISTRY,
+)

@@ -10,16 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from aio_pika import ExchangeType
+from aio_pika.exceptions import ChannelPreconditionFailed
+
+from dispatcher import metrics
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from aio_pika.abc import AbstractChannel
+    from aio_pika.abc import AbstractChannel, AbstractQueue
 
     from dispatcher.settings import Settings
 
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+# The default bound of the results queue (docs/deployment.md, "The results queue"): whichever comes
+# first. Past it the broker drops the OLDEST results (drop-head): a result publish is still confirmed,
+# so the worker never requeues a job because nobody reads results. reject-publish would nack it,
+# and the job would be requeued and redelivered forever.
+RESULTS_MAX_LENGTH = 1_000_000
+RESULTS_MAX_LENGTH_BYTES = 1024**3
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +121,18 @@ def retry_queue_arguments(names: Names, delay_s: float) -> dict[str, Any]:
     }
 
 
+def results_queue_arguments(
+    max_length: int = RESULTS_MAX_LENGTH, max_length_bytes: int = RESULTS_MAX_LENGTH_BYTES
+) -> dict[str, Any]:
+    """The results queue: quorum, bounded, dropping its oldest results rather than refusing new ones."""
+    return {
+        **QUORUM,
+        "x-max-length": max_length,
+        "x-max-length-bytes": max_length_bytes,
+        "x-overflow": "drop-head",
+    }
+
+
 async def declare_topology(
     channel: AbstractChannel,
     names: Names,
@@ -118,6 +141,7 @@ async def declare_topology(
     retry_delays_s: Iterable[float],
     delivery_limit: int,
     results_queue_enabled: bool = True,
+    results_arguments: dict[str, Any] | None = None,
 ) -> None:
     """Declare everything, idempotently: safe to run at every start and from `dispatcher topology`."""
     dead = await channel.declare_exchange(names.dead_exchange, ExchangeType.FANOUT, durable=True)
@@ -151,5 +175,29 @@ async def declare_topology(
 
     results = await channel.declare_exchange(names.results_exchange, ExchangeType.TOPIC, durable=True)
     if results_queue_enabled:
-        results_queue = await channel.declare_queue(names.results_queue, durable=True, arguments=QUORUM)
+        results_queue = await _declare_results_queue(channel, names, results_arguments or results_queue_arguments())
         await results_queue.bind(results, "#")
+
+
+async def _declare_results_queue(channel: AbstractChannel, names: Names, arguments: dict[str, Any]) -> AbstractQueue:
+    """Declare the bounded results queue; one declared before it was bounded is used as it is.
+
+    A queue's arguments cannot change: redeclaring an existing queue with others fails with
+    PRECONDITION_FAILED (406) and closes the channel. Then the channel is reopened, the queue used
+    as it is, and a warning says how to bound it with a policy (docs/deployment.md).
+    """
+    try:
+        queue = await channel.declare_queue(names.results_queue, durable=True, arguments=arguments)
+    except ChannelPreconditionFailed:
+        await channel.reopen()
+        queue = await channel.declare_queue(names.results_queue, passive=True)
+        metrics.RESULTS_QUEUE_BOUNDED.set(0)
+        log.warning(
+            "results_queue_declared_without_bound",
+            queue=names.results_queue,
+            advice="bound it with a RabbitMQ policy: docs/deployment.md, 'The results queue'",
+        )
+    else:
+        metrics.RESULTS_QUEUE_BOUNDED.set(1)
+    metrics.RESULTS_QUEUE_MESSAGES.set(queue.declaration_result.message_count or 0)
+    return queue

@@ -416,3 +416,68 @@ def test_naming_a_judgement_category_still_checks_the_job():
     reason = replay_blocker(unknown, DECODER, named, force=False)
     assert reason is not None
     assert reason.startswith("still fails: invalid InvalidParameters")
+
+
+def _render(width: int, letters: list[DeadLetter], *, terminal: bool = True) -> str:
+    from io import StringIO  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from dispatcher.cli_dlq import print_letters  # noqa: PLC0415
+
+    file = StringIO()
+    print_letters(Console(file=file, width=width, force_terminal=terminal, color_system=None), letters, NOW)
+    return file.getvalue()
+
+
+LOOKOUT = "lookoutequipment.StartDataIngestionJob"
+LONG_ID = "billing-nightly-2026-11-23-ingestion-000123"
+
+
+def _long_letters() -> list[DeadLetter]:
+    headers = dead_headers("unknown-outcome", "ServiceUnavailableException", routing_key=LOOKOUT)
+    headers["x-dispatcher-error-message"] = "the call timed out after 30 s and AWS may have started the job " * 2
+    return [letter(LONG_ID, LOOKOUT, headers=headers), letter("job-2")]
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_list_on_a_terminal_never_wraps_or_cuts_a_job_id_or_routing_key(width):
+    """At any width each job id, routing key, category and code is printed whole on one line."""
+    shown = _render(width, _long_letters())
+    lines = shown.splitlines()
+    for value in (LONG_ID, LOOKOUT, "unknown-outcome", "ServiceUnavailableException", "job-2", M2):
+        assert any(value in line for line in lines), (value, shown)
+    assert all(len(line) <= width for line in lines), shown
+    if width == 200:
+        assert any("job id" in line and "operation" in line for line in lines), "a table at 200 columns"
+
+
+def test_list_without_a_terminal_is_tab_separated():
+    """Piped: a header and one line per letter, tab-separated, the message whole, its line breaks as spaces."""
+    headers = dead_headers()
+    headers["x-dispatcher-error-message"] = "first line\nsecond\tline"
+    shown = _render(80, [letter("job-1", headers=headers)], terminal=False)
+    assert shown.splitlines() == [
+        "job id\toperation\tcategory\terror code\tmessage\tattempts\tage",
+        f"job-1\t{M2}\trejected\tAccessDeniedException\tfirst line second line\t3\t1h",
+    ]
+
+
+def test_an_export_record_names_its_letter_and_read_identities_counts_them(tmp_path):
+    """Each record carries message_id and the body's digest; editing the body in the file changes neither."""
+    first, second = letter("job-1", message_id="job-1"), letter("job-2", message_id="job-2")
+    path = tmp_path / "export.jsonl"
+    append_records(path, [first, second, first])
+    records = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    records[0]["body"]["metadata"] = {"edited": "yes"}
+    path.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in records))
+
+    from dispatcher.dead_letters import read_identities  # noqa: PLC0415
+
+    assert records[0]["dead_letter"] == {"message_id": "job-1", "body_sha256": first.identity[1]}
+    assert read_identities(path) == {first.identity: 2, second.identity: 1}
+    assert first.identity != letter("job-1", message_id="job-1", body=b"{}").identity
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_bytes(b'{"properties": {}, "body": {}}\n')
+    with pytest.raises(ValueError, match="export it again"):
+        read_identities(legacy)
