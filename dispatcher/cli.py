@@ -27,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True)
 EXIT_OPERATIONAL = 1
@@ -38,35 +39,36 @@ class UsageError(Exception):
     """Raised for a command line or input that cannot work; exit code 2."""
 
 
+def _version(value: bool) -> None:  # noqa: FBT001 - typer's callback signature
+    if value:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            number = version("job-dispatcher")
+        except PackageNotFoundError:
+            number = "unknown"
+        sys.stdout.write(f"dispatcher {number}\n")
+        raise typer.Exit
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:  # noqa: FBT002
+def _main(
+    *,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors (before or after the command).")
+    ] = False,
+    version: Annotated[  # noqa: ARG001 - handled by its callback
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     _state["debug"] = debug
 
 
 def _settings(**overrides: Any) -> Any:  # noqa: ANN401 - Settings, imported late to keep --help fast
+    """The settings; a `ConfigError` (one sentence, exit 2) if they cannot work."""
     from dispatcher.settings import load_settings  # noqa: PLC0415
 
-    settings = load_settings(**overrides)
-    _refuse_cut_passwords(("DISPATCHER_AMQP_URL", settings.amqp_url), ("DISPATCHER_REDIS_URL", settings.redis_url))
-    return settings
-
-
-def _refuse_cut_passwords(*urls: tuple[str, Any]) -> None:
-    """Refuse a URL whose password a URL parser would cut at a `#`, `/` or `?`.
-
-    The parser would read the start of the password as a port and put it in its error message
-    (`invalid literal for int(): 'pa'`), where no masking of URLs can find it.
-    """
-    from dispatcher.logs import url_password  # noqa: PLC0415
-
-    for name, secret in urls:
-        password = url_password(secret.get_secret_value()) if secret is not None else None
-        if password and any(char in password for char in "#/?"):
-            msg = (
-                f"{name}: a '#', '/' or '?' in the password must be percent-encoded (%23, %2F, %3F), "
-                "or a URL parser ends the password there (an '@' after the host must be %40)"
-            )
-            raise UsageError(msg)
+    return load_settings(**overrides)
 
 
 @app.command()
@@ -162,7 +164,7 @@ def main() -> None:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
     try:
-        app()
+        app(args=_debug_first(sys.argv[1:]), prog_name="dispatcher")
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         from dispatcher.logs import mask_urls  # noqa: PLC0415 - structlog is slow to import
 
@@ -174,11 +176,42 @@ def main() -> None:
         sys.exit(EXIT_USAGE if _is_usage_error(exc) else EXIT_OPERATIONAL)
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """`--debug` is accepted after the subcommand too: move it in front (not past a `--`)."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:end]:
+        _state["debug"] = True
+        return ["--debug", *[arg for arg in args[:end] if arg != "--debug"], *args[end:]]
+    return args
+
+
 def _is_usage_error(exc: BaseException) -> bool:
-    return isinstance(exc, UsageError | ValidationError | JobError | FileNotFoundError)
+    from dispatcher.settings import ConfigError  # noqa: PLC0415
+
+    if _broker_refusal(exc) is not None:
+        return True
+    return isinstance(exc, UsageError | ValidationError | JobError | FileNotFoundError | ConfigError)
+
+
+def _broker_refusal(exc: BaseException) -> str | None:
+    """One sentence for a broker that closes the connection at Connection.Open; else None.
+
+    RabbitMQ does that (530 NOT_ALLOWED) only when the vhost does not exist or the user may not
+    use it; aiormq reports it as an unexpected `Connection.Close` frame.
+    """
+    text = str(exc)
+    if "Connection.OpenOk" in text and "Connection.Close" in text:
+        return (
+            "the broker refused the vhost of DISPATCHER_AMQP_URL: it does not exist or this user "
+            "has no permission on it (rabbitmqctl list_vhosts; the vhost is the URL's path, '/' as %2F)"
+        )
+    return None
 
 
 def _sentence(exc: BaseException) -> str:
+    refusal = _broker_refusal(exc)
+    if refusal is not None:
+        return refusal
     if isinstance(exc, JobError):
         return f"{exc.code}: {exc.message}"
     if isinstance(exc, ValidationError):

@@ -31,10 +31,12 @@ def submit(
     metadata: Annotated[list[str] | None, typer.Option(help="KEY=VALUE echoed in the result; repeatable.")] = None,
     file: Annotated[
         Path | None,
-        typer.Option(help="JSON Lines of job messages (or records from `dispatcher dlq export`) to publish."),
+        typer.Option(
+            help="JSON Lines of job messages (or records from `dispatcher dlq export`) to publish; - for stdin."
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP)] = False,  # noqa: FBT002
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits for the result.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits for the result (positive).")] = 60.0,
 ) -> None:
     """Publish a job (validated first, confirmed by the broker) and print its job_id.
 
@@ -43,11 +45,16 @@ def submit(
     """
     from dispatcher.client import JobRequest  # noqa: PLC0415
 
+    if timeout <= 0:
+        msg = f"--timeout must be a positive number of seconds, got {timeout:g}"
+        raise UsageError(msg)
     if file is not None:
         if service or operation or params:
             msg = "give either --file or --service/--operation/--params, not both"
             raise UsageError(msg)
-        jobs = [_job_from_line(line, n) for n, line in enumerate(_lines(file), start=1)]
+        numbered = _lines(file)
+        jobs = [_job_from_line(line, n) for n, line in numbered]
+        where = [f"line {n} (job {job.job_id})" for (n, _), job in zip(numbered, jobs, strict=True)]
     else:
         if not (service and operation and params):
             msg = "--service, --operation and --params are required (or --file)"
@@ -58,24 +65,37 @@ def submit(
         )
         fields["metadata"] = dict(_pair(item) for item in metadata or [])
         jobs = [JobRequest.model_validate(fields)]
-    failed = asyncio.run(_submit(jobs, wait=wait, timeout_s=timeout))
+        where = [""]
+    failed = asyncio.run(_submit(jobs, where, wait=wait, timeout_s=timeout))
     if failed:
         raise typer.Exit(EXIT_OPERATIONAL)
 
 
-async def _submit(jobs: list[Any], *, wait: bool, timeout_s: float) -> int:
+async def _submit(jobs: list[Any], where: list[str], *, wait: bool, timeout_s: float) -> int:
     from dispatcher.client import DispatcherClient  # noqa: PLC0415
+    from dispatcher.errors import JobError  # noqa: PLC0415
 
     settings = _settings()
     failed = 0
-    async with DispatcherClient(settings.amqp_url.get_secret_value(), jobs_exchange=settings.jobs_exchange) as client:
-        for job in jobs:
+    client = DispatcherClient(settings.amqp_url.get_secret_value(), jobs_exchange=settings.jobs_exchange)
+    for job, place in zip(jobs, where, strict=True):  # every job is checked before any is published
+        try:
             client.check(job)
+        except JobError as exc:
+            if not place:
+                raise
+            msg = f"{place}: {exc.code}: {exc.message}"
+            raise UsageError(msg) from None
+    async with client:
         with Progress(console=err, transient=True, disable=len(jobs) < 2 or not err.is_terminal) as progress:
             task = progress.add_task("publishing", total=len(jobs))
             for job in jobs:
                 if wait:
-                    result = await client.submit_and_wait(job, timeout_s=timeout_s)
+                    try:
+                        result = await client.submit_and_wait(job, timeout_s=timeout_s)
+                    except TimeoutError:
+                        sys.stdout.write(job.job_id + "\n")
+                        raise
                     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
                     failed += result.get("outcome") != "succeeded"
                 else:
@@ -85,15 +105,25 @@ async def _submit(jobs: list[Any], *, wait: bool, timeout_s: float) -> int:
     return failed
 
 
-def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _lines(path: Path) -> list[tuple[int, str]]:
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _exact_json(text: str) -> Any:  # noqa: ANN401 - any JSON
+    """orjson's reading, but QuickSight's `InputPayload` keeps its numbers exactly as written."""
+    from dispatcher.params import with_exact_json_payload  # noqa: PLC0415
+
+    # orjson refuses a number beyond a double (`1e400`), which a JSON `InputPayload` may hold.
+    return with_exact_json_payload(text) or orjson.loads(text)
 
 
 def _job_from_line(line: str, number: int) -> Any:  # noqa: ANN401 - JobRequest, imported late
     from dispatcher.client import JobRequest  # noqa: PLC0415
+    from dispatcher.errors import JobError  # noqa: PLC0415
 
     try:
-        record = orjson.loads(line)
+        record = _exact_json(line)
     except orjson.JSONDecodeError as exc:
         msg = f"line {number} is not JSON: {exc}"
         raise UsageError(msg) from None
@@ -104,7 +134,12 @@ def _job_from_line(line: str, number: int) -> Any:  # noqa: ANN401 - JobRequest,
         raise UsageError(msg)
     if "job_id" not in record and isinstance(record.get("properties"), dict):
         record["job_id"] = record["properties"].get("message_id")
-    return JobRequest.model_validate(record)
+    try:
+        return JobRequest.model_validate(record)
+    except JobError as exc:
+        job = record.get("job_id") if isinstance(record.get("job_id"), str) else None
+        msg = f"line {number}{f' (job {job})' if job else ''}: {exc.code}: {exc.message}"
+        raise UsageError(msg) from None
 
 
 def _export_body(record: dict[str, Any], number: int) -> Any:  # noqa: ANN401 - any JSON
@@ -125,9 +160,13 @@ def _export_body(record: dict[str, Any], number: int) -> Any:  # noqa: ANN401 - 
 
 
 def _json_arg(value: str) -> Any:  # noqa: ANN401 - any JSON
+    from dispatcher.params import with_exact_json_payload  # noqa: PLC0415
+
     text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
     try:
-        return orjson.loads(text)
+        # orjson refuses a number beyond a double (`1e400`), which a JSON `InputPayload` may hold.
+        document = with_exact_json_payload(f'{{"params": {text}\n}}')
+        return document["params"] if document is not None else orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         msg = f"--params is not valid JSON: {exc}"
         raise UsageError(msg) from None

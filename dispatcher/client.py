@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Self
 import aio_pika
 import orjson
 from aio_pika import DeliveryMode, Message
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dispatcher.envelope import Decoder
+from dispatcher.envelope import Decoder, describe_errors
+from dispatcher.errors import InvalidJob
 from dispatcher.publisher import publish_confirmed
 from dispatcher.registry import Registry, default_registry
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+    from pydantic import ModelWrapValidatorHandler
 
 
 class JobRequest(BaseModel):
@@ -43,6 +45,15 @@ class JobRequest(BaseModel):
     not_after: datetime | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_job_error(cls, data: Any, handler: ModelWrapValidatorHandler[JobRequest]) -> JobRequest:  # noqa: ANN401
+        """A bad request raises the documented `JobError` (`InvalidJobMessage`), not pydantic's error."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise InvalidJob("InvalidJobMessage", describe_errors(exc.errors(include_input=False))) from None
+
     @property
     def routing_key(self) -> str:
         """`<service>.<Operation>`."""
@@ -50,7 +61,12 @@ class JobRequest(BaseModel):
 
     def body(self) -> bytes:
         """The job message body, exactly as the contract describes it."""
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        # Python mode: an exact `InputPayload` number (an `orjson.Fragment`) is written as it came;
+        # pydantic's JSON mode, for what orjson cannot write itself (a `Decimal`, say).
+        try:
+            return orjson.dumps(self.model_dump(exclude_none=True))
+        except orjson.JSONEncodeError:
+            return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
 
 class DispatcherClient:
@@ -113,14 +129,27 @@ class DispatcherClient:
         return job.job_id
 
     async def submit_and_wait(self, job: JobRequest, *, timeout_s: float = 60.0) -> dict[str, Any]:
-        """Publish a job and wait for its result message (succeeded or failed)."""
+        """Publish a job and wait for its result message (succeeded or failed).
+
+        Raises `TimeoutError` naming the job when no result came in `timeout_s`.
+        """
+        if timeout_s <= 0:
+            msg = f"timeout_s must be positive, got {timeout_s:g}"
+            raise ValueError(msg)
         replies = await self._reply_queue()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[job.job_id] = future
         try:
             await self.submit(job, reply_to=replies.name, correlation_id=job.job_id)
-            async with asyncio.timeout(timeout_s):
-                return await future
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await future
+            except TimeoutError:
+                msg = (
+                    f"no result for job {job.job_id} ({job.routing_key}) within {timeout_s:g} s; it was "
+                    "published and may still run: its result will be in dispatcher.results"
+                )
+                raise TimeoutError(msg) from None
         finally:
             self._waiting.pop(job.job_id, None)
 

@@ -79,7 +79,9 @@ class Decoder:
         try:
             message = JobMessage.model_validate(document)
         except ValidationError as exc:
-            raise InvalidJob("InvalidJobMessage", describe_errors(exc.errors())) from None
+            # Every failing field at once: the params too, when they can be told apart.
+            problems = [describe_errors(exc.errors()), self._params_problems(document)]
+            raise InvalidJob("InvalidJobMessage", "; ".join(p for p in problems if p)) from None
 
         job_id = message.job_id or _valid_message_id(message_id)
         operation = self.registry.get(f"{message.service}.{message.operation}")
@@ -106,6 +108,19 @@ class Decoder:
         if job.expired(now or datetime.now(UTC)):
             raise ExpiredJob("JobExpired", f"not_after {message.not_after} passed before the job was started")
         return job
+
+    def _params_problems(self, document: object) -> str:
+        """The params' errors of a job whose envelope failed, if its operation is known; else ''."""
+        if not isinstance(document, dict) or not isinstance(document.get("params"), dict):
+            return ""
+        operation = self.registry.get(f"{document.get('service')}.{document.get('operation')}")
+        if operation is None:
+            return ""
+        try:
+            validate_params(operation, document["params"])
+        except InvalidJob as exc:
+            return exc.message
+        return ""
 
     def _parse(self, body: bytes) -> object:
         if len(body) > self.max_message_bytes:

@@ -127,6 +127,9 @@ class M2FileBatchJobIdentifier(AwsShape):
     )
 
 
+M2Integer = Annotated[int, Field(ge=-2147483648, le=2147483647)]
+
+
 class M2JobStepRestartMarker(AwsShape):
     """Provides step/procedure step information for a restart batch job operation."""
 
@@ -138,7 +141,7 @@ class M2JobStepRestartMarker(AwsShape):
         default=None,
         description="The step-level checkpoint timestamp (creation or last modification) for an Amazon Web Services Blu Age application batch job.",
     )
-    stepCheckpoint: int | None = Field(
+    stepCheckpoint: M2Integer | None = Field(
         default=None,
         description="Skip selected step and issue a restart from immediate successor step for an Amazon Web Services Blu Age application batch job.",
     )

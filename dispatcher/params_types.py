@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, NamedTuple, Self
+from typing import TYPE_CHECKING, Annotated, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    from pydantic.config import JsonDict
 
 # A JSON message carries a timestamp as an RFC 3339 string (or epoch seconds), which strict
 # validation would refuse; botocore accepts the resulting `datetime`.
@@ -26,10 +29,17 @@ class AwsShape(BaseModel):
     )
 
 
+def _exactly_one_member_schema(schema: JsonDict) -> None:
+    """Exactly one member present and not null: a null member counts as not set, as in validation."""
+    members = schema.get("properties")
+    assert isinstance(members, dict)
+    schema["oneOf"] = [{"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in members]
+
+
 class AwsUnion(AwsShape):
     """A structure with the `union` trait: exactly one of its members must be set."""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+    model_config = ConfigDict(json_schema_extra=_exactly_one_member_schema)
 
     @model_validator(mode="after")
     def _exactly_one_member_set(self) -> Self:

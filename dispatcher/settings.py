@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr, model_validator
+import yaml  # type: ignore[import-untyped]
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
-    JsonConfigSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+ENV_PREFIX = "DISPATCHER_"
+# DISPATCHER_* variables that are read outside `Settings` (so not unknown).
+OTHER_VARIABLES = frozenset({"DISPATCHER_CONFIG", "DISPATCHER_DLQ_PROGRESS_EVERY_S"})
+# What a person types, per setting that is not a plain value; shown in every error about it.
+EXAMPLES = {
+    "retry_delays": "DISPATCHER_RETRY_DELAYS=1,5,30 (or JSON: [1, 5, 30])",
+    "aws_regions": 'DISPATCHER_AWS_REGIONS=us-east-1,eu-west-1 (or JSON: ["us-east-1", "eu-west-1"])',
+    "rate_limits": (
+        "DISPATCHER_RATE_LIMITS=m2.StartBatchJob=5/10,datazone.StartDataSourceRun=2/4 (rate/burst; "
+        'or JSON: {"m2.StartBatchJob": {"rate": 5, "burst": 10}})'
+    ),
+    "default_rate_limit": 'DISPATCHER_DEFAULT_RATE_LIMIT=5/10 (rate/burst; or JSON: {"rate": 5, "burst": 10})',
+    "amqp_url": "DISPATCHER_AMQP_URL=amqps://rabbit.internal:5671/jobs (user and password percent-encoded)",
+    "redis_url": "DISPATCHER_REDIS_URL=rediss://redis.internal:6379/0 (password percent-encoded)",
+}
+AMQP_SCHEMES = ("amqp", "amqps")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message is one sentence naming the variable or file."""
+
 
 DEFAULT_RATE_LIMIT = {"rate": 5.0, "burst": 10}
 # Conservative starting points per operation, below the usual account quotas of these "start"
@@ -40,7 +81,12 @@ class RateLimit(BaseModel):
 class Settings(BaseSettings):
     """Everything the worker and the CLI read from the environment or `DISPATCHER_CONFIG`."""
 
-    model_config = SettingsConfigDict(env_prefix="DISPATCHER_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,  # inputs may be secrets
+    )
 
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
     redis_url: SecretStr | None = None
@@ -83,6 +129,62 @@ class Settings(BaseSettings):
     ledger_fallback: Literal["hold", "local"] = "hold"
     expected_replicas: int = Field(default=1, ge=1)
 
+    @field_validator("amqp_url", "redis_url", mode="after")
+    @classmethod
+    def _usable_url(cls, value: SecretStr | None, info: Any) -> SecretStr | None:  # noqa: ANN401 - ValidationInfo
+        """Refuse a URL of the wrong scheme, or whose password a URL parser would cut.
+
+        A `#`, `/` or `?` ends the password for a URL parser, which then reads its start as a port
+        and puts it in its error message (`invalid literal for int(): 'pa'`), where no masking of
+        URLs can find it. Checked here so the worker gets it however it is started.
+        """
+        if value is None:
+            return None
+        from dispatcher.logs import url_password  # noqa: PLC0415 - structlog is slow to import
+
+        url = value.get_secret_value()
+        schemes = AMQP_SCHEMES if info.field_name == "amqp_url" else REDIS_SCHEMES
+        scheme, sep, _ = url.partition("://")
+        if not sep or scheme.lower() not in schemes:
+            shown = f"{scheme}://" if sep else "a URL without a scheme"
+            raise PydanticCustomError(
+                "url_scheme",
+                "{shown} is not a {kind} URL: use {schemes}",
+                {
+                    "shown": shown,
+                    "kind": "broker" if info.field_name == "amqp_url" else "Redis",
+                    "schemes": " or ".join(f"{s}://" for s in schemes),
+                },
+            )
+        password = url_password(url)
+        if password and any(char in password for char in "#/?"):
+            raise PydanticCustomError(
+                "url_password",
+                "a '#', '/' or '?' in the password must be percent-encoded (%23, %2F, %3F), "
+                "or a URL parser ends the password there (an '@' after the host must be %40)",
+            )
+        return value
+
+    @field_validator("rate_limits", mode="after")
+    @classmethod
+    def _known_operations(cls, value: dict[str, RateLimit]) -> dict[str, RateLimit]:
+        """A rate limit for a routing key no operation has would never apply: refuse it."""
+        if not value:
+            return value
+        from dispatcher.operations import OPERATION_SPECS  # noqa: PLC0415
+
+        known = [f"{spec.service}.{spec.operation}" for spec in OPERATION_SPECS]
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise PydanticCustomError(
+                    "unknown_operation",
+                    "{key} names no operation; {hint}known: {known}",
+                    {"key": repr(key), "hint": hint, "known": ", ".join(known)},
+                )
+        return value
+
     @model_validator(mode="after")
     def _default_region(self) -> Settings:
         """Fill the region from AWS's own variables, the standard way."""
@@ -123,22 +225,161 @@ class Settings(BaseSettings):
         cls,
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - replaced by _EnvSource
         dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files: config is explicit
         file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment first, then the file named by `DISPATCHER_CONFIG` (YAML or JSON)."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        """Environment first, then the file named by `DISPATCHER_CONFIG` (YAML, JSON or TOML).
+
+        Raises `ConfigError` for an unknown `DISPATCHER_*` variable, a value that cannot be read,
+        or a config file that is missing, not a file, or not valid YAML/JSON/TOML.
+        """
+        _refuse_unknown_variables(settings_cls)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls, env_prefix=ENV_PREFIX)]
         config_file = os.environ.get("DISPATCHER_CONFIG")
         if config_file:
-            path = Path(config_file)
-            if path.suffix == ".json":
-                sources.append(JsonConfigSettingsSource(settings_cls, json_file=path))
-            else:
-                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=read_config_file(Path(config_file))))
         return tuple(sources)
 
 
+def _refuse_unknown_variables(settings_cls: type[BaseSettings]) -> None:
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in settings_cls.model_fields} | OTHER_VARIABLES
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else "; config/default.yaml lists every setting"
+            msg = f"{name} is not a setting{hint}"
+            raise ConfigError(msg)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in a YAML, JSON (`.json`) or TOML (`.toml`) file, or a `ConfigError` in one sentence."""
+    where = f"DISPATCHER_CONFIG={path}"
+    if not path.exists():
+        msg = f"{where}: no such file"
+        raise ConfigError(msg)
+    if not path.is_file():
+        msg = f"{where}: not a file (a directory?); name a YAML, JSON or TOML file"
+        raise ConfigError(msg)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"{where}: cannot be read ({exc})"
+        raise ConfigError(msg) from None
+    data = _parse_config(path, text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        msg = f"{path}: holds a {type(data).__name__}, not a mapping of settings"
+        raise ConfigError(msg)
+    return data
+
+
+def _parse_config(path: Path, text: str) -> object:
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        msg = f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
+        raise ConfigError(msg) from None
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11's message ends in "(at line L, column C)" or "(at end of document)".
+        found = re.fullmatch(r"(.*) \(at (?:line (\d+), column (\d+)|(end of document))\)", str(exc))
+        if found is None:
+            msg = f"{path}: not valid TOML ({exc})"
+        elif found[4]:
+            msg = f"{path}, line {max(1, len(text.splitlines()))} (the end): not valid TOML ({found[1]})"
+        else:
+            msg = f"{path}, line {found[2]}, column {found[3]}: not valid TOML ({found[1]})"
+        raise ConfigError(msg) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        msg = f"{path}{at}: not valid YAML ({problem})"
+        raise ConfigError(msg) from None
+
+
+class _EnvSource(EnvSettingsSource):
+    """`DISPATCHER_*` variables; lists and maps as people type them (`1,2,5`) or as JSON."""
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:  # noqa: ANN401, FBT001
+        if isinstance(value, str) and field_name in EXAMPLES and field_name not in {"amqp_url", "redis_url"}:
+            return _typed_value(field_name, value)
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
+
+
+def _typed_value(field_name: str, value: str) -> Any:  # noqa: ANN401 - any JSON
+    name = f"{ENV_PREFIX}{field_name.upper()}"
+    text = value.strip()
+    if text[:1] in {"[", "{"}:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            msg = f"{name}: not valid JSON ({exc.msg} at column {exc.colno}); e.g. {EXAMPLES[field_name]}"
+            raise ConfigError(msg) from None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        if field_name == "default_rate_limit":
+            return _rate_limit(text)
+        if field_name == "rate_limits":
+            return dict(_keyed_rate_limit(item) for item in items)
+    except ValueError:
+        msg = f"{name}: cannot read {value!r}; e.g. {EXAMPLES[field_name]}"
+        raise ConfigError(msg) from None
+    return items
+
+
+def _keyed_rate_limit(item: str) -> tuple[str, dict[str, str]]:
+    key, sep, limit = item.partition("=")
+    if not sep:
+        raise ValueError(item)
+    return key.strip(), _rate_limit(limit)
+
+
+def _rate_limit(text: str) -> dict[str, str]:
+    rate, sep, burst = text.strip().partition("/")
+    if not sep:
+        raise ValueError(text)
+    return {"rate": rate.strip(), "burst": burst.strip()}
+
+
 def load_settings(**overrides: Any) -> Settings:  # noqa: ANN401 - passed through to pydantic
-    """Read the settings once; overrides are for tests and the CLI's own flags."""
-    return Settings(**overrides)
+    """Read the settings once; overrides are for tests and the CLI's own flags.
+
+    Raises `ConfigError`, one sentence naming each variable (or the file's key) and an example.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_settings_errors(exc)) from None
+
+
+def describe_settings_errors(exc: ValidationError) -> str:
+    """Every failing setting as `DISPATCHER_NAME: problem` (or `file: key: problem`), with an example."""
+    config_file = os.environ.get("DISPATCHER_CONFIG")
+    parts = []
+    explained: set[str] = set()
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        field = loc[0] if loc else ""
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        if variable in {name.upper() for name in os.environ} or not config_file:
+            where = variable
+        else:
+            where = f"{config_file}: {field}"
+        if len(loc) > 1:
+            where += f" (at {'.'.join(loc[1:])})"
+        problem = error["msg"]
+        if error["type"] == "extra_forbidden":
+            problem = "not a setting (config/default.yaml lists every setting)"
+        example = ""
+        if field in EXAMPLES and field not in explained and error["type"] != "url_password":
+            example = f"; e.g. {EXAMPLES[field]}"
+            explained.add(field)
+        parts.append(f"{where}: {problem}{example}")
+    return "; ".join(parts)

@@ -52,6 +52,9 @@ _SCALAR_TYPES = {
     "timestamp": "AwsTimestamp",
 }
 _NUMBER_TYPES = frozenset({"integer", "long", "float", "double"})
+# What AWS's Java services hold each number type in: a value beyond these is refused (or overflows).
+_INTEGER_BOUNDS = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_FLOAT_MAX = 3.4028234663852886e38  # Java's Float.MAX_VALUE; a larger float overflows to infinity
 _PARAMS_TYPES_NAMES = frozenset({"AwsShape", "AwsTimestamp", "AwsUnion", "GeneratedOperation"})
 # Names a generated class body refers to: a member with one of these names must be renamed.
 _CLASS_BODY_NAMES = frozenset({"Field", "list", "dict", *_SCALAR_TYPES.values()})
@@ -161,7 +164,20 @@ class _ModuleWriter:
         limits = {lower: metadata.get("min"), upper: metadata.get("max")}
         if not numeric and limits[lower] == 0:
             del limits[lower]  # says nothing: every string, list and map has a length of at least 0
+        if shape.type_name in _INTEGER_BOUNDS:  # every integer has a width, whatever the model says
+            low, high = _INTEGER_BOUNDS[shape.type_name]
+            given_low, given_high = limits[lower], limits[upper]
+            limits = {
+                lower: low if given_low is None else max(low, given_low),
+                upper: high if given_high is None else min(high, given_high),
+            }
+        elif shape.type_name == "float":
+            low = -_FLOAT_MAX if limits[lower] is None else max(-_FLOAT_MAX, limits[lower])
+            high = _FLOAT_MAX if limits[upper] is None else min(_FLOAT_MAX, limits[upper])
+            limits = {lower: low, upper: high}
         arguments = [f"{name}={value!r}" for name, value in limits.items() if value is not None]
+        if shape.type_name in {"float", "double"}:
+            arguments.append("allow_inf_nan=False")
         constraints = []
         if arguments:
             self.imported.add("Field")

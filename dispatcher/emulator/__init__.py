@@ -1,7 +1,8 @@
 """A local stand-in for the AWS operations of the registry, for development, demos and tests.
 
-It speaks the protocols botocore speaks (rest-json and JSON), validates parameters with the
-dispatcher's own models, honours idempotency tokens, injects faults on demand and logs every call.
+It speaks the protocols botocore speaks (rest-json and JSON), validates parameters with botocore's
+models as AWS does (not the dispatcher's wider ones), honours idempotency tokens, injects faults on
+demand and logs every call.
 See `docs/emulator.md`.
 """
 

@@ -156,12 +156,20 @@ class _CallInProgress:
 
 
 def _validate(operation: EmulatedOperation, params: dict[str, Any]) -> None:
-    """Refuse parameters the dispatcher's own model refuses, naming every failing field."""
+    """Refuse parameters AWS refuses, naming every failing field.
+
+    The generated model is botocore's, except that an idempotency token is optional (botocore
+    fills it); AWS itself requires what the model marks required, so the emulator does too.
+    """
+    input_shape = operation.model.input_shape
+    required = input_shape.required_members if input_shape is not None else []
+    problems = [(name, "Field required") for name in required if params.get(name) is None]
     try:
         operation.params_model.model_validate(params)
     except ValidationError as exc:
-        problems = field_errors(exc)
+        problems += [problem for problem in field_errors(exc) if problem not in problems]
+    if problems:
         count = len(problems)
         details = "; ".join(f"Value at '{path}' failed to satisfy constraint: {problem}" for path, problem in problems)
         message = f"{count} validation error{'s' if count != 1 else ''} detected: {details}"
-        raise AwsError(code=operation.validation_error_code, message=message, field_errors=problems) from exc
+        raise AwsError(code=operation.validation_error_code, message=message, field_errors=problems)

@@ -34,11 +34,11 @@ SERVER_FAULT_CODES = frozenset(
 
 
 class ParamsEntry(Protocol):
-    """What the emulator needs from `dispatcher.params.PARAMS_MODELS` for one operation."""
+    """What the emulator needs from `dispatcher.params_generated.GENERATED_OPERATIONS` for one operation."""
 
     @property
     def params_model(self) -> type[BaseModel]:
-        """Validates the request parameters exactly as the dispatcher does."""
+        """Validates the request parameters as botocore's model defines them."""
         ...
 
     @property
@@ -120,14 +120,17 @@ def load_operations(
     specs: Iterable[OperationSpec] = OPERATION_SPECS,
     params_entries: Mapping[tuple[str, str], ParamsEntry] | None = None,
 ) -> tuple[EmulatedOperation, ...]:
-    """Join each spec with botocore's model and its params entry (default `PARAMS_MODELS`).
+    """Join each spec with botocore's model and its params entry (default `GENERATED_OPERATIONS`).
 
-    Loading botocore's models blocks for a while: call this once, before serving.
+    The default is the model as botocore defines it, not the dispatcher's `PARAMS_MODELS`, which
+    widens it (QuickSight `InputPayload` as a JSON object): an emulator must be as strict as AWS.
+    Generation makes idempotency tokens optional; the emulator also requires every member botocore
+    requires (see `calls`). Loading botocore's models blocks for a while: call this once, before serving.
     """
     if params_entries is None:
-        from dispatcher.params import PARAMS_MODELS  # noqa: PLC0415 - generated, loaded on use
+        from dispatcher.params_generated import GENERATED_OPERATIONS  # noqa: PLC0415 - loaded on use
 
-        params_entries = PARAMS_MODELS
+        params_entries = GENERATED_OPERATIONS
     session = botocore.session.get_session()
     operations = []
     for spec in specs:

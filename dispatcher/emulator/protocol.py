@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 _GREEDY_LABEL = re.compile(r"\{(\w+)\+\}")
+_LABEL = re.compile(r"\{(\w+)\}")
 _MEMBER_LOCATIONS = ("uri", "querystring", "header")
 
 
@@ -53,7 +54,9 @@ class AwsError(Exception):
 def route_path(operation: EmulatedOperation) -> str:
     """The aiohttp route of a rest-json operation, from botocore's `requestUri`."""
     path = operation.model.http["requestUri"].split("?", 1)[0]
-    return _GREEDY_LABEL.sub(r"{\1:.+}", path)
+    # aiohttp's plain `{name}` refuses `{` and `}`; AWS takes any character but `/` in a label
+    # (botocore percent-encodes the rest), so the parameter model, not the route, judges the value.
+    return _GREEDY_LABEL.sub(r"{\1:.+}", _LABEL.sub(r"{\1:[^/]+}", path))
 
 
 def json_target(operation: EmulatedOperation) -> str:

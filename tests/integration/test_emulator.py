@@ -243,7 +243,7 @@ async def test_invalid_params_raise_the_modeled_validation_exception(
     code: str,
     field: str,
 ) -> None:
-    """Parameters the dispatcher's model refuses raise the operation's modeled 400, naming the field."""
+    """Parameters botocore's model refuses raise the operation's modeled 400, naming the field."""
     service, method, params = VALID_CALLS[routing_key]
     async with aws_client(emulator, service) as client:
         with pytest.raises(getattr(client.exceptions, code)) as raised:

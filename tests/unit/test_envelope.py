@@ -118,3 +118,21 @@ def test_json_path_quotes_keys_that_are_not_names():
     """Map keys with punctuation are quoted so the path stays readable."""
     assert json_path(("params", "jobParams", "9-x", "[key]")) == 'params.jobParams["9-x"] (the key)'
     assert json_path(("a", 0, "b")) == "a[0].b"
+
+
+def test_envelope_error_does_not_hide_the_params_errors():
+    """An unknown field and invalid params are reported together: every failing field at once."""
+    body = {**example_job(M2, "j-1"), "colour": "red"}
+    body["params"] = {k: v for k, v in body["params"].items() if k != "applicationId"}
+    error = failure(body)
+    assert (error.category, error.code) == (Category.INVALID, "InvalidJobMessage")
+    assert "colour: Extra inputs are not permitted" in error.message
+    assert "params.applicationId: Field required" in error.message
+
+
+def test_envelope_error_of_an_unknown_operation_reports_the_envelope_alone():
+    """With no known operation there are no params rules to apply: only the envelope's errors."""
+    body = {**example_job(M2, "j-1"), "operation": "Nope", "colour": "red"}
+    error = failure(body)
+    assert error.code == "InvalidJobMessage"
+    assert error.message == "colour: Extra inputs are not permitted"

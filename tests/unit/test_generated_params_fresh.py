@@ -121,3 +121,26 @@ def test_what_cannot_be_modelled_faithfully_fails_generation(
     """A blob member or a pattern with Unicode properties stops generation instead of being guessed."""
     with pytest.raises(error):
         render_module([OperationSpec(service, operation)])
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ({"type": "integer"}, ["Field(ge=-2147483648, le=2147483647)"]),
+        ({"type": "integer", "min": 0}, ["Field(ge=0, le=2147483647)"]),
+        ({"type": "integer", "min": 4, "max": 1024}, ["Field(ge=4, le=1024)"]),
+        ({"type": "long"}, ["Field(ge=-9223372036854775808, le=9223372036854775807)"]),
+        ({"type": "long", "max": 10}, ["Field(ge=-9223372036854775808, le=10)"]),
+        ({"type": "float"}, ["Field(ge=-3.4028234663852886e+38, le=3.4028234663852886e+38, allow_inf_nan=False)"]),
+        ({"type": "float", "min": 0.5}, ["Field(ge=0.5, le=3.4028234663852886e+38, allow_inf_nan=False)"]),
+        ({"type": "double"}, ["Field(allow_inf_nan=False)"]),
+        ({"type": "double", "min": 1}, ["Field(ge=1, allow_inf_nan=False)"]),
+    ],
+)
+def test_every_number_shape_is_bounded_by_its_java_type(shape: dict[str, Any], expected: list[str]) -> None:
+    """`integer` is 32-bit, `long` 64-bit, `float` finite within Float.MAX_VALUE, `double` finite."""
+    from botocore.model import Shape  # noqa: PLC0415
+
+    from tools.generate_params import _ModuleWriter  # noqa: PLC0415
+
+    assert _ModuleWriter()._constraints(Shape("Number", shape)) == expected

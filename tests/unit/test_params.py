@@ -392,3 +392,22 @@ def test_idempotency_token_may_be_left_out(operation: tuple[str, str]) -> None:
 def test_sensitive_members_are_recorded(operation: tuple[str, str], paths: tuple[str, ...]) -> None:
     """The members botocore marks `sensitive` are listed, so logs and errors can leave them out."""
     assert PARAMS_MODELS[operation].sensitive_paths == paths
+
+
+def _m2_restart_at(step_checkpoint: int) -> dict[str, Any]:
+    marker = {"fromStep": "STEP1", "stepCheckpoint": step_checkpoint}
+    restart = {"restartBatchJobIdentifier": {"executionId": "exec-1", "jobStepRestartMarker": marker}}
+    return _params(M2, ("batchJobIdentifier",), restart)
+
+
+@pytest.mark.parametrize(("value", "error_type"), [(2**31, "less_than_equal"), (-(2**31) - 1, "greater_than_equal")])
+def test_integer_beyond_32_bits_is_refused(value: int, error_type: str) -> None:
+    """botocore's `integer` is Java's 32-bit int: M2's `stepCheckpoint` cannot hold 2147483648 or -2147483649."""
+    assert error_type in {error["type"] for error in _errors(M2, _m2_restart_at(value))}
+
+
+@pytest.mark.parametrize("value", [2**31 - 1, -(2**31), 0])
+def test_integer_within_32_bits_is_accepted(value: int) -> None:
+    """The 32-bit limits themselves pass unchanged."""
+    params = _m2_restart_at(value)
+    assert _request(M2, params) == params
