@@ -9,7 +9,6 @@ raw header, so a forged `x-dispatcher-category` that the tools would believe cou
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -17,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dispatcher import dead_letters
+from dispatcher.dead_letters import PROPERTY_NAMES, DeadLetter
+from dispatcher.settings import Settings
+from dispatcher.stamps import Stamper
 from tests.faults.harness import call_marker, marker
 from tests.hostile.catalogue import KINDS, MARKER, Expect, Message
 from tests.hostile.wire import CONFIRMED, INDETERMINATE, REFUSED, PublishLog, Received, text
@@ -40,19 +41,8 @@ def marker_of(received: Received) -> str | None:
 
 
 def dlq_reader(amqp_url: str) -> Callable[[Received], tuple[str, str]]:
-    """(category, error code) of a dead letter as `dispatcher dlq` reads it, whichever DeadLetter API is installed.
-
-    Newer workers sign their stamps and the reader needs the deployment's key (derived from the
-    broker URL the worker uses); older ones take the headers as they are.
-    """
-    needs_stamper = "stamper" in inspect.signature(dead_letters.DeadLetter.from_message).parameters
-    stamper = None
-    if needs_stamper:
-        from dispatcher.settings import Settings  # noqa: PLC0415 - only where stamps exist
-        from dispatcher.stamps import Stamper  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-
-        stamper = Stamper.from_settings(Settings(amqp_url=amqp_url))
-    names = getattr(dead_letters, "PROPERTY_NAMES", ())
+    """(category, error code) of a dead letter as `dispatcher dlq` reads it, with the workers' state key."""
+    stamper = Stamper.from_settings(Settings(amqp_url=amqp_url))
 
     def read(received: Received) -> tuple[str, str]:
         headers = {text(key) if isinstance(key, bytes) else key: value for key, value in received.headers.items()}
@@ -60,10 +50,9 @@ def dlq_reader(amqp_url: str) -> Callable[[Received], tuple[str, str]]:
             body=received.body,
             headers=headers,
             routing_key=text(received.routing_key),
-            **{name: _as_aio_pika(name, received.properties.get(name)) for name in names},
+            **{name: _as_aio_pika(name, received.properties.get(name)) for name in PROPERTY_NAMES},
         )
-        args = (delivery, stamper) if needs_stamper else (delivery,)
-        letter = dead_letters.DeadLetter.from_message(*args)
+        letter = DeadLetter.from_message(delivery, stamper)  # type: ignore[arg-type]
         return str(letter.category or "(no category)"), str(letter.error_code or "(no code)")
 
     return read

@@ -25,25 +25,13 @@ import pika
 import pika.data
 from pika.exceptions import AMQPChannelError, AMQPConnectionError, ChannelClosedByBroker, ConnectionClosedByBroker
 
+from dispatcher.dead_letters import PROPERTY_NAMES
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from pika.adapters.blocking_connection import BlockingChannel
 
-PROPERTY_NAMES = (
-    "content_type",
-    "content_encoding",
-    "delivery_mode",
-    "priority",
-    "correlation_id",
-    "reply_to",
-    "expiration",
-    "message_id",
-    "timestamp",
-    "type",
-    "user_id",
-    "app_id",
-)
 # The broker closes a connection whose frame it cannot parse (541) and a channel whose publish it
 # refuses (406, 403): the message was never routed, so it can have no outcome.
 REFUSAL_CODES = frozenset({403, 406, 541})
