@@ -128,6 +128,8 @@ class Worker:
 
     def stop(self) -> None:
         """Begin the shutdown: stop taking jobs and drain (SIGTERM/SIGINT call this)."""
+        if not self._stopping.is_set():
+            log.info("stopping", in_flight=len(self._tasks), grace_s=self.settings.shutdown_grace_s)
         self._draining.set()
         self.pipeline.interrupt_waits()
         self._stopping.set()
@@ -150,6 +152,7 @@ class Worker:
             await self.aws.close()
             if self.redis is not None:
                 await self.redis.aclose()
+            log.info("stopped", jobs_left_to_redelivery=len(self._tasks))
 
     async def _supervise(self) -> None:
         delay_s = 0.5

@@ -116,6 +116,10 @@ async def test_sigterm_mid_load_drains_exits_zero_and_loses_nothing(
     worker.send(signal.SIGTERM)
     assert await worker.wait(timeout_s=30) == 0
     assert worker.events("draining"), "the worker had nothing in flight, so this test proved nothing"
+    # An operator reading the log sees the stop asked for and the stop done.
+    [stopping] = worker.events("stopping")
+    assert stopping["in_flight"] > 0
+    assert worker.events("stopped")
 
     await start_worker()
     results = await broker.collect_ids(broker.results_queue, job_ids, timeout_s=60)
