@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from dispatcher.errors import JobError
+from dispatcher.refusals import broker_refusal
 
 app = typer.Typer(
     name="dispatcher",
@@ -188,28 +189,13 @@ def _debug_first(args: list[str]) -> list[str]:
 def _is_usage_error(exc: BaseException) -> bool:
     from dispatcher.settings import ConfigError  # noqa: PLC0415
 
-    if _broker_refusal(exc) is not None:
+    if broker_refusal(exc) is not None:
         return True
     return isinstance(exc, UsageError | ValidationError | JobError | FileNotFoundError | ConfigError)
 
 
-def _broker_refusal(exc: BaseException) -> str | None:
-    """One sentence for a broker that closes the connection at Connection.Open; else None.
-
-    RabbitMQ does that (530 NOT_ALLOWED) only when the vhost does not exist or the user may not
-    use it; aiormq reports it as an unexpected `Connection.Close` frame.
-    """
-    text = str(exc)
-    if "Connection.OpenOk" in text and "Connection.Close" in text:
-        return (
-            "the broker refused the vhost of DISPATCHER_AMQP_URL: it does not exist or this user "
-            "has no permission on it (rabbitmqctl list_vhosts; the vhost is the URL's path, '/' as %2F)"
-        )
-    return None
-
-
 def _sentence(exc: BaseException) -> str:
-    refusal = _broker_refusal(exc)
+    refusal = broker_refusal(exc)
     if refusal is not None:
         return refusal
     if isinstance(exc, JobError):

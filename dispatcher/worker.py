@@ -31,6 +31,7 @@ from dispatcher.outcome import DeadLetter, Requeue, RetryLater
 from dispatcher.pipeline import Arrival, JobPolicy, Pipeline
 from dispatcher.ratelimit import AdaptiveLimiter, Limiter, Limiters
 from dispatcher.ratelimit_redis import SharedLimiter
+from dispatcher.refusals import broker_refusal
 from dispatcher.results import FAILED, Result
 from dispatcher.retry import RetrySchedule, RetryState
 from dispatcher.settle import Exchanges, Settler
@@ -162,7 +163,8 @@ class Worker:
             try:
                 await self._open_session(closed)
             except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
-                log.warning("broker_unavailable", error=repr(exc), retry_in_s=round(delay_s, 1))
+                reason = broker_refusal(exc) or repr(exc)
+                log.warning("broker_unavailable", error=reason, retry_in_s=round(delay_s, 1))
                 await self._close_session()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay_s * random.uniform(0.5, 1.0))  # noqa: S311

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.integration.support import REPO_ROOT
+from dispatcher.refusals import VHOST_REFUSED
+from tests.integration.support import REPO_ROOT, WorkerProcess
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -111,3 +112,15 @@ def test_debug_before_or_after_the_subcommand(args):
     assert run.returncode == 2, run.stderr
     assert "Traceback (most recent call last)" in run.stderr
     assert "unknown schema 'bogus'" in run.stderr
+
+
+async def test_a_worker_whose_vhost_is_missing_says_so_in_one_sentence(worker_env, amqp_url):
+    """`dispatcher run` keeps retrying (the vhost may be created), saying why in words, not frame internals."""
+    missing = amqp_url.rsplit("/", 1)[0] + "/no-such-vhost"
+    worker = await WorkerProcess.start({**worker_env, "DISPATCHER_AMQP_URL": missing}, wait_ready=False)
+    try:
+        await worker.wait_for_event("broker_unavailable", timeout_s=60)
+        [first, *_] = worker.events("broker_unavailable")
+        assert first["error"] == VHOST_REFUSED
+    finally:
+        worker.kill()
