@@ -60,7 +60,6 @@ class AwsClients:
 
     async def open(self, services: Iterable[str], regions: Iterable[str]) -> None:
         """Create the clients of the regions known at start-up: the first one loads each service model."""
-        self._session = get_session()
         for region in regions:
             for service in services:
                 await self._client(service, region)

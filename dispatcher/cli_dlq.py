@@ -28,10 +28,11 @@ from dispatcher.errors import Category
 from dispatcher.stamps import Stamper
 
 if TYPE_CHECKING:
+    from collections import Counter
     from collections.abc import Iterator
     from datetime import datetime
 
-    from dispatcher.dead_letters import DeadLetter, LetterFilter
+    from dispatcher.dead_letters import DeadLetter, Identity, LetterFilter
     from dispatcher.dlq import Browse, Decision, ReplayReport
 
 dlq_app = typer.Typer(
@@ -295,8 +296,6 @@ def purge(
     Example: dispatcher dlq purge --category malformed --older-than 7d --backup malformed.jsonl --yes
     """
     from dispatcher.dead_letters import read_identities  # noqa: PLC0415
-    from dispatcher.dlq import purge as purge_letters  # noqa: PLC0415
-    from dispatcher.topology import Names  # noqa: PLC0415
 
     if not (yes or dry_run):
         msg = "purge deletes dead letters for good: add --yes (and --backup FILE to keep a copy), or --dry-run"
@@ -311,22 +310,9 @@ def purge(
         except ValueError as exc:
             raise UsageError(f"--from-file: {exc}") from None
     letter_filter = _filter(service, operation, category, error_code, older_than, newer_than, job_id)
-    settings = _settings()
-    with _progress("dry run" if dry_run else "purging") as progress:
-        report = asyncio.run(
-            purge_letters(
-                settings.amqp_url.get_secret_value(),
-                Names.from_settings(settings).dead_queue,
-                letter_filter,
-                stamper=Stamper.from_settings(settings),
-                backup=backup,
-                dry_run=dry_run,
-                limit=limit,
-                progress=progress,
-                only=only,
-            )
-        )
-    _warn_busy(report.busy)
+    report = _purge(
+        "dry run" if dry_run else "purging", letter_filter, backup=backup, dry_run=dry_run, limit=limit, only=only
+    )
     if dry_run and report.letters:
         print_letters(out, report.letters, _now())
     verb = "would delete" if dry_run else "deleted"
@@ -389,26 +375,43 @@ def export(
 
 
 def _export_and_purge(file: Path, letter_filter: LetterFilter, limit: int | None) -> None:
+    file.unlink(missing_ok=True)  # reached only with --force: the purge appends each chunk, synced, then deletes it
+    report = _purge("exporting", letter_filter, backup=file, limit=limit)
+    if not file.exists():
+        file.write_bytes(b"")  # nothing matched: an empty export, as without --purge
+    err.print(f"exported and deleted {len(report.letters)} of {report.examined} dead letters to {file}", markup=False)
+
+
+def _purge(
+    doing: str,
+    letter_filter: LetterFilter,
+    *,
+    backup: Path | None,
+    limit: int | None,
+    dry_run: bool = False,
+    only: Counter[Identity] | None = None,
+) -> Browse:
+    """Delete the matching dead letters (after appending them to `backup`), with a progress bar."""
     from dispatcher.dlq import purge as purge_letters  # noqa: PLC0415
     from dispatcher.topology import Names  # noqa: PLC0415
 
     settings = _settings()
-    file.unlink(missing_ok=True)  # reached only with --force: the purge appends each chunk, synced, then deletes it
-    with _progress("exporting") as progress:
+    with _progress(doing) as progress:
         report = asyncio.run(
             purge_letters(
                 settings.amqp_url.get_secret_value(),
                 Names.from_settings(settings).dead_queue,
                 letter_filter,
                 stamper=Stamper.from_settings(settings),
-                backup=file,
+                backup=backup,
+                dry_run=dry_run,
                 limit=limit,
                 progress=progress,
+                only=only,
             )
         )
-    if not file.exists():
-        file.write_bytes(b"")  # nothing matched: an empty export, as without --purge
-    err.print(f"exported and deleted {len(report.letters)} of {report.examined} dead letters to {file}", markup=False)
+    _warn_busy(report.busy)
+    return report
 
 
 def _browse(letter_filter: LetterFilter, limit: int | None = None) -> Browse:

@@ -114,15 +114,15 @@ class LocalLedger:
 
     async def claim(self, job: Job) -> Claim:
         """Claim the job, after any call for it in flight in this process has ended."""
-        recalled = await self.recall(job)
+        job_print = fingerprint(job)
+        recalled = await self.recall(job, job_print)
         if recalled is not None:
             return recalled
-        self.begin(job)
+        self.begin(job, job_print)
         return Claim(ClaimState.CLAIMED)
 
-    async def recall(self, job: Job) -> Claim | None:
+    async def recall(self, job: Job, job_print: str) -> Claim | None:
         """What this process knows that decides the job without a call, once no call for it is in flight here."""
-        job_print = fingerprint(job)
         while (flight := self._in_flight.get(job.job_id)) is not None:
             if flight.print_ != job_print:
                 return Claim(ClaimState.MISMATCH)
@@ -139,9 +139,9 @@ class LocalLedger:
             return Claim(ClaimState.STALE)
         return None
 
-    def begin(self, job: Job) -> None:
+    def begin(self, job: Job, job_print: str) -> None:
         """Mark a call for the job in flight here: other deliveries of it in this process wait for it."""
-        self._in_flight[job.job_id] = _Flight(fingerprint(job))
+        self._in_flight[job.job_id] = _Flight(job_print)
 
     def end(self, job: Job) -> None:
         """The call for the job in flight here is over: wake whoever waits for it."""
@@ -152,12 +152,18 @@ class LocalLedger:
     async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
         """Record the outcome and wake any delivery of the same job waiting here."""
         del claim
-        job_print = fingerprint(job)
+        self.record(job, how, started)
+
+    def record(self, job: Job, how: Finish, started: StartedEntry | None) -> str:
+        """Keep what a call for the job came to and wake whoever waits for it; the job's fingerprint."""
+        flight = self._in_flight.get(job.job_id)
+        job_print = flight.print_ if flight else fingerprint(job)
         if how is Finish.STARTED and started is not None:
             self._remember(self._started, job.job_id, (time.monotonic() + self._ttl_s, job_print, started))
         elif how is Finish.KEEP:
             self._remember(self._unknown, job.job_id, job_print)
         self.end(job)
+        return job_print
 
     def entries(self) -> Iterator[tuple[str, str, StartedEntry | None, float]]:
         """What this process remembers: job_id, fingerprint, the start (None: unknown), seconds to keep it."""

@@ -92,14 +92,15 @@ class RedisLedger:
 
     async def claim(self, job: Job) -> Claim:
         """Claim the job for a call, unless this process or the fleet already knows something about it."""
-        recalled = await self._local.recall(job)
+        job_print = fingerprint(job)
+        recalled = await self._local.recall(job, job_print)
         if recalled is not None:
             return recalled
         if time.monotonic() >= self._redis_down_until:
             # Another delivery of this job in this process waits for this one, whatever Redis does.
-            self._local.begin(job)
+            self._local.begin(job, job_print)
             try:
-                claim = await self._claim_in_redis(job)
+                claim = await self._claim_in_redis(job, job_print)
             except BaseException:
                 self._local.end(job)
                 raise
@@ -110,7 +111,7 @@ class RedisLedger:
                 return claim
         return await self._without_redis(job)
 
-    async def _claim_in_redis(self, job: Job) -> Claim | None:
+    async def _claim_in_redis(self, job: Job, job_print: str) -> Claim | None:
         """Redis's answer, or None when it cannot give one."""
         claim_id = uuid.uuid4().hex
         # With a token AWS itself protects a repeated call; without one only the ledger does.
@@ -119,7 +120,7 @@ class RedisLedger:
             state, raw, age = await self._claim(
                 keys=[self._key(job.job_id)],
                 args=[
-                    fingerprint(job),
+                    job_print,
                     "1" if may_take_over else "0",
                     self._stale_after_s,
                     self._ttl_ms,
@@ -137,12 +138,12 @@ class RedisLedger:
 
     async def finish(self, job: Job, claim: Claim, how: Finish, started: StartedEntry | None = None) -> None:
         """Record `started`, drop our claim, or keep it as the marker of an unknown outcome."""
-        await self._local.finish(job, claim, how, started)
+        job_print = self._local.record(job, how, started)
         if not claim.claim_id:
             return
         try:
             if how is Finish.STARTED and started is not None:
-                await self._redis.set(self._key(job.job_id), _started_entry(fingerprint(job), started), px=self._ttl_ms)
+                await self._redis.set(self._key(job.job_id), _started_entry(job_print, started), px=self._ttl_ms)
             elif how is Finish.CLEAR:
                 await self._clear(keys=[self._key(job.job_id)], args=[claim.claim_id])
         except (RedisError, OSError) as exc:

@@ -173,7 +173,7 @@ class Settings(BaseSettings):
             return value
         from dispatcher.operations import OPERATION_SPECS  # noqa: PLC0415
 
-        known = [f"{spec.service}.{spec.operation}" for spec in OPERATION_SPECS]
+        known = [spec.routing_key for spec in OPERATION_SPECS]
         for key in value:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
