@@ -91,15 +91,19 @@ class AwsClients:
         return client.meta.service_model.operation_model(operation)
 
     async def start(self, job: Job) -> AwsAnswer:
-        """Call AWS once for the job, bounded by a total deadline (botocore has none)."""
-        client = await self._client(job.operation.service, job.region)
-        method = getattr(client, xform_name(job.operation.name))
+        """Call AWS once to start the job."""
+        return await self.call(job.operation.service, job.operation.name, job.region, job.request)
+
+    async def call(self, service: str, operation: str, region: str, request: dict[str, Any]) -> AwsAnswer:
+        """Call an operation once, bounded by a total deadline (botocore has none)."""
+        client = await self._client(service, region)
+        method = getattr(client, xform_name(operation))
         started = time.perf_counter()
         async with asyncio.timeout(self._call_timeout_s):
-            response: dict[str, Any] = await method(**job.request)
+            response: dict[str, Any] = await method(**request)
         duration_s = time.perf_counter() - started
         meta = response.pop("ResponseMetadata", {})
-        redactor = self._redactor(client, job)
+        redactor = self._redactor(client, service, operation)
         return AwsAnswer(
             response=response if redactor is None else redactor.redact(response),
             request_id=meta.get("RequestId"),
@@ -107,10 +111,10 @@ class AwsClients:
             duration_s=duration_s,
         )
 
-    def _redactor(self, client: Any, job: Job) -> ResponseRedactor | None:  # noqa: ANN401 - an aiobotocore client
+    def _redactor(self, client: Any, service: str, operation: str) -> ResponseRedactor | None:  # noqa: ANN401 - an aiobotocore client
         """The operation's redactor, built from its output shape on its first call; None: nothing to redact."""
-        key = (job.operation.service, job.operation.name)
+        key = (service, operation)
         if key not in self._redactors:
-            model = client.meta.service_model.operation_model(job.operation.name)
+            model = client.meta.service_model.operation_model(operation)
             self._redactors[key] = ResponseRedactor.for_shape(model.output_shape)
         return self._redactors[key]

@@ -107,22 +107,14 @@ def topology() -> None:
     import aio_pika  # noqa: PLC0415
 
     from dispatcher.registry import default_registry  # noqa: PLC0415
-    from dispatcher.topology import Names, declare_topology  # noqa: PLC0415
+    from dispatcher.topology import declare_for  # noqa: PLC0415
 
     settings = _settings()
 
     async def declare() -> None:
         connection = await aio_pika.connect(settings.amqp_url.get_secret_value(), timeout=10)
         async with connection:
-            channel = await connection.channel()
-            await declare_topology(
-                channel,
-                Names.from_settings(settings),
-                default_registry().routing_keys,
-                retry_delays_s=settings.retry_delays,
-                delivery_limit=settings.delivery_limit,
-                results_queue_enabled=settings.results_queue_enabled,
-            )
+            await declare_for(await connection.channel(), settings, default_registry())
 
     asyncio.run(declare())
     err.print("topology declared")

@@ -9,12 +9,22 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from dispatcher.errors import ExpiredJob, InvalidJob, MalformedJob, UnroutableJob
 from dispatcher.params import has_json_payload, with_exact_json_payload
 from dispatcher.redact import redact_loc
 from dispatcher.regions import region_refusal
+from dispatcher.settings import MAX_FOLLOW_TIMEOUT_S
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -32,6 +42,52 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOKEN_NAMESPACE = uuid.UUID("5f0c8f0e-4d4b-4a8e-9d7c-6a1f3c2b9e10")
 
 
+class FollowRequest(BaseModel):
+    """`follow` as an object: how long to follow the job, and whether to report each status change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_FOLLOW_TIMEOUT_S,
+        description="Seconds after AWS accepted the job when the follow ends as `timed-out`; "
+        "default from the settings.",
+    )
+    progress: StrictBool | None = Field(
+        default=None, description="Publish a `progress` message on each status change; default from the settings."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FollowOptions:
+    """How a started job is followed: resolved from the job's `follow` and the settings."""
+
+    timeout_s: float
+    progress: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FollowDefaults:
+    """The settings' part of `follow`: which operations are followed when a job does not say."""
+
+    operations: frozenset[str] = frozenset()
+    timeout_s: float = 24 * 3600.0
+    progress: bool = False
+
+    def resolve(self, operation: Operation, asked: FollowRequest | bool | None) -> FollowOptions | None:  # noqa: FBT001
+        """The follow of a job of `operation` that asked `asked`; raises `InvalidJob` if it cannot be followed."""
+        if asked is False or (asked is None and operation.routing_key not in self.operations):
+            return None
+        if operation.companion is None:
+            raise InvalidJob("FollowNotSupported", f"follow: {operation.routing_key} has no status call to follow with")
+        request = asked if isinstance(asked, FollowRequest) else FollowRequest()
+        return FollowOptions(
+            timeout_s=request.timeout_s if request.timeout_s is not None else self.timeout_s,
+            progress=request.progress if request.progress is not None else self.progress,
+        )
+
+
 class JobMessage(BaseModel):
     """The body of a job message (contract section 2)."""
 
@@ -46,6 +102,11 @@ class JobMessage(BaseModel):
         default=None, description="A job not started by then is dead-lettered as `expired`."
     )
     metadata: dict[str, str] = Field(default_factory=dict, description="Echoed untouched in the result.")
+    follow: StrictBool | FollowRequest | None = Field(
+        default=None,
+        description="Follow the AWS job to its end and publish a completion result (contract section 8): "
+        "`true`, `false` (not even by the operation's default), or `{timeout_s, progress}`.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +119,7 @@ class Job:
     region: str
     not_after: datetime | None
     metadata: dict[str, str] = field(default_factory=dict)
+    follow: FollowOptions | None = None
 
     def expired(self, now: datetime) -> bool:
         """True once `not_after` has passed: the job must not be started late."""
@@ -72,6 +134,7 @@ class Decoder:
     default_region: str
     enabled_regions: tuple[str, ...]  # an allow-list; empty: any region of the default's partition
     max_message_bytes: int
+    follow_defaults: FollowDefaults = field(default_factory=FollowDefaults)
 
     def decode(self, body: bytes, routing_key: str, message_id: str | None, now: datetime | None = None) -> Job:
         """Validate everything the contract asks of a job before AWS is called."""
@@ -101,10 +164,11 @@ class Decoder:
         refusal = region_refusal(region, self.default_region, self.enabled_regions)
         if refusal is not None:
             raise InvalidJob("RegionNotEnabled", refusal)
+        follow = self.follow_defaults.resolve(operation, message.follow)
         request = validate_params(operation, message.params)
         if operation.idempotency_token_member and not request.get(operation.idempotency_token_member):
             request[operation.idempotency_token_member] = idempotency_token(job_id)
-        job = Job(job_id, operation, request, region, message.not_after, message.metadata)
+        job = Job(job_id, operation, request, region, message.not_after, message.metadata, follow)
         if job.expired(now or datetime.now(UTC)):
             raise ExpiredJob("JobExpired", f"not_after {message.not_after} passed before the job was started")
         return job

@@ -56,3 +56,26 @@ RESULTS_QUEUE_MESSAGES = Gauge(
     "Ready messages in the results queue when the worker last declared it (at start and reconnect).",
     registry=REGISTRY,
 )
+FOLLOWS_STARTED = Counter(
+    "dispatcher_follows_started", "Follow chains begun for started jobs.", ["operation"], registry=REGISTRY
+)
+FOLLOW_POLLS = Counter(
+    "dispatcher_follow_polls",
+    "Polls of followed jobs, by Describe/Get call and outcome (running, ended, throttled, transient, "
+    "refused, deferred: no token within follow_max_poll_wait_s).",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+FOLLOWS_ENDED = Counter(
+    "dispatcher_follows_ended",
+    "Completion results published, by operation and job outcome (timed-out and unknown included).",
+    ["operation", "job_outcome"],
+    registry=REGISTRY,
+)
+FOLLOW_DURATION_SECONDS = Histogram(
+    "dispatcher_follow_duration_seconds",
+    "From AWS accepting a followed job to its completion result, by operation and job outcome.",
+    ["operation", "job_outcome"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 7 * 24 * 3600),
+    registry=REGISTRY,
+)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
 
 from dispatcher import metrics
 from dispatcher.classify import classify_aws_failure
+from dispatcher.draining import Waits
 from dispatcher.errors import DuplicateJobId, ExpiredJob, JobError, RetryableAwsError, ThrottledByAws, UnknownOutcome
 from dispatcher.ledger import Claim, ClaimState, Finish, LedgerUnavailable, StartedEntry
 from dispatcher.outcome import DeadLetter, Outcome, Requeue, RetryLater, Succeeded
@@ -22,15 +23,15 @@ from dispatcher.retry import RetrySchedule, RetryState, jitter_s
 from dispatcher.triage import job_id_of
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Mapping
+    from collections.abc import Mapping
 
     from dispatcher.aws import AwsClients
     from dispatcher.envelope import Decoder, Job
+    from dispatcher.follow import Follower
     from dispatcher.ledger import Ledger
     from dispatcher.ratelimit import Limiter
 
 log = structlog.get_logger("dispatcher.pipeline")
-T = TypeVar("T")
 LEDGER_POLL_S = 0.25
 
 
@@ -45,6 +46,8 @@ class Arrival:
     received_at: datetime
     state: RetryState = field(default_factory=RetryState)  # what earlier deliveries did, as a worker signed it
     traceparent: str | None = None
+    reply_to: str | None = None  # where results also go; never one of the dispatcher's own queues
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +75,16 @@ class Pipeline:
         ledger: Ledger,
         policy: JobPolicy,
         draining: asyncio.Event,
+        follower: Follower | None = None,
     ) -> None:
         self._decoder = decoder
+        self._follower = follower
         self._aws = aws
         self._limiters = limiters
         self._ledger = ledger
         self._policy = policy
         self._draining = draining
-        self._waiting: set[asyncio.Task[object]] = set()
+        self._waits = Waits(draining)
 
     async def run(self, arrival: Arrival) -> Outcome:
         """Decode and start the job; bad input and AWS refusals become dead letters."""
@@ -99,7 +104,7 @@ class Pipeline:
         throttled_s = 0.0
         while True:
             asked_at = asyncio.get_running_loop().time()
-            grant = await self._unless_draining(limiter.acquire())
+            grant = await self._waits.unless_draining(limiter.acquire())
             if grant is None:
                 return Requeue("shutting down before AWS was called")
             waited_s = asyncio.get_running_loop().time() - asked_at
@@ -131,7 +136,15 @@ class Pipeline:
                 return _dead_letter(arrival, job, error, state.called(error.code))
             limiter.on_success()
             metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
-            return Succeeded(_result(arrival, job, SUCCEEDED, entry.attempts, started=entry))
+            return await self._started(arrival, job, entry, deduplicated=False)
+
+    async def _started(self, arrival: Arrival, job: Job, started: StartedEntry, *, deduplicated: bool) -> Succeeded:
+        """AWS started the job: its result, and the first follow message if it is followed."""
+        result = _result(arrival, job, SUCCEEDED, started.attempts, started=started, deduplicated=deduplicated)
+        if job.follow is None or self._follower is None:
+            return Succeeded(result)
+        chain = await self._follower.chain_for(arrival, job, started, deduplicated=deduplicated)
+        return Succeeded(replace(result, following=True), chain)
 
     async def _before_call(self, arrival: Arrival, job: Job, state: RetryState) -> Claim | Outcome:
         """The ledger claim for a call now, or the outcome that makes a call needless or unsafe."""
@@ -143,7 +156,7 @@ class Pipeline:
         except LedgerUnavailable as error:
             return await self._retry(job, state, error, self._policy.schedule.delays_s[0], spend=False)
         if claim.state is not ClaimState.CLAIMED:
-            return self._known_outcome(arrival, job, state, claim)
+            return await self._known_outcome(arrival, job, state, claim)
         return claim
 
     async def _claim(self, job: Job) -> Claim:
@@ -152,12 +165,11 @@ class Pipeline:
             await asyncio.sleep(LEDGER_POLL_S)
         return claim
 
-    def _known_outcome(self, arrival: Arrival, job: Job, state: RetryState, claim: Claim) -> Outcome:
+    async def _known_outcome(self, arrival: Arrival, job: Job, state: RetryState, claim: Claim) -> Outcome:
         """What the ledger already knows decides the job without calling AWS."""
         if claim.state is ClaimState.STARTED and claim.started is not None:
             log.info("already_started_republishing_result")
-            started = claim.started
-            return Succeeded(_result(arrival, job, SUCCEEDED, started.attempts, started=started, deduplicated=True))
+            return await self._started(arrival, job, claim.started, deduplicated=True)
         if claim.state is ClaimState.MISMATCH:
             error: JobError = DuplicateJobId(
                 "DuplicateJobId",
@@ -198,32 +210,13 @@ class Pipeline:
 
     async def _retry(self, job: Job, state: RetryState, error: JobError, delay_s: float, *, spend: bool) -> Outcome:
         """A durable retry; the short jitter pause is cut short if the worker is shutting down."""
-        await self._unless_draining(asyncio.sleep(jitter_s(delay_s, self._policy.retry_jitter), result=True))
+        await self._waits.unless_draining(asyncio.sleep(jitter_s(delay_s, self._policy.retry_jitter), result=True))
         log.info("retry_scheduled", delay_s=delay_s, error_code=error.code, attempts=state.attempts)
         return RetryLater(delay_s, state.spent() if spend else state, error, job.job_id)
 
-    async def _unless_draining(self, waiting: Awaitable[T]) -> T | None:
-        """Await `waiting` unless the worker drains first (see `interrupt_waits`); None if it did."""
-        if self._draining.is_set():
-            if asyncio.iscoroutine(waiting):
-                waiting.close()
-            return None
-        task = asyncio.current_task()
-        assert task is not None
-        self._waiting.add(task)
-        try:
-            return await waiting
-        except asyncio.CancelledError:
-            if not self._draining.is_set() or task.uncancel() > 0:
-                raise
-            return None
-        finally:
-            self._waiting.discard(task)
-
     def interrupt_waits(self) -> None:
         """Wake every job that is only waiting (for a token, a pause or jitter): the worker drains."""
-        for task in self._waiting:
-            task.cancel()
+        self._waits.interrupt()
 
 
 def _dead_letter(arrival: Arrival, job: Job | None, error: JobError, state: RetryState) -> DeadLetter:

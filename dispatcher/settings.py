@@ -45,6 +45,13 @@ EXAMPLES = {
         'or JSON: {"m2.StartBatchJob": {"rate": 5, "burst": 10}})'
     ),
     "default_rate_limit": 'DISPATCHER_DEFAULT_RATE_LIMIT=5/10 (rate/burst; or JSON: {"rate": 5, "burst": 10})',
+    "follow_operations": "DISPATCHER_FOLLOW_OPERATIONS=m2.StartBatchJob,cleanrooms.StartProtectedJob",
+    "follow_poll_delays": "DISPATCHER_FOLLOW_POLL_DELAYS=5,10,20,40,80,160,300",
+    "follow_rate_limits": (
+        "DISPATCHER_FOLLOW_RATE_LIMITS=m2.GetBatchJobExecution=10/20 (rate/burst of the Describe/Get call; "
+        'or JSON: {"m2.GetBatchJobExecution": {"rate": 10, "burst": 20}})'
+    ),
+    "default_follow_rate_limit": "DISPATCHER_DEFAULT_FOLLOW_RATE_LIMIT=5/10 (rate/burst)",
     "amqp_url": "DISPATCHER_AMQP_URL=amqps://rabbit.internal:5671/jobs (user and password percent-encoded)",
     "redis_url": "DISPATCHER_REDIS_URL=rediss://redis.internal:6379/0 (password percent-encoded)",
 }
@@ -67,6 +74,10 @@ BUILT_IN_RATE_LIMITS: dict[str, dict[str, float]] = {
     "m2.StartBatchJob": {"rate": 5.0, "burst": 10},
     "cleanrooms.StartProtectedJob": {"rate": 1.0, "burst": 5},
 }
+
+
+# A follow longer than a month is a job nobody is waiting for; the limit keeps deadlines sane.
+MAX_FOLLOW_TIMEOUT_S = 31 * 24 * 3600.0
 
 
 class RateLimit(BaseModel):
@@ -123,6 +134,20 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Following started jobs to their end (contract section 8).
+    follow_operations: list[str] = Field(default_factory=list)  # followed unless a job says `follow: false`
+    follow_timeout_s: float = Field(default=24 * 3600.0, gt=0, le=MAX_FOLLOW_TIMEOUT_S)
+    follow_progress: bool = False
+    follow_poll_delays: list[PositiveFloat] = Field(
+        default_factory=lambda: [5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0], min_length=1
+    )
+    follow_poll_jitter: float = Field(default=0.2, ge=0, le=1)
+    follow_rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    default_follow_rate_limit: RateLimit = RateLimit.model_validate(DEFAULT_RATE_LIMIT)
+    follow_max_failures: int = Field(default=5, ge=1)
+    follow_concurrency: int = Field(default=16, ge=1)
+    follow_max_poll_wait_s: PositiveFloat = 60.0
+
     ledger_ttl_s: PositiveFloat = 7 * 24 * 3600.0
     # While Redis cannot answer: "hold" parks jobs without an idempotency token in the first retry
     # queue; "local" uses the process's own ledger, which cannot see other replicas (unsafe).
@@ -165,15 +190,20 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("rate_limits", mode="after")
+    @field_validator("rate_limits", "follow_rate_limits", "follow_operations", mode="after")
     @classmethod
-    def _known_operations(cls, value: dict[str, RateLimit]) -> dict[str, RateLimit]:
-        """A rate limit for a routing key no operation has would never apply: refuse it."""
+    def _known_operations(cls, value: Any, info: Any) -> Any:  # noqa: ANN401 - a map or list of routing keys
+        """A setting for a routing key no operation has would never apply: refuse it."""
         if not value:
             return value
         from dispatcher.operations import OPERATION_SPECS  # noqa: PLC0415
 
-        known = [spec.routing_key for spec in OPERATION_SPECS]
+        if info.field_name == "follow_rate_limits":
+            known = [spec.companion_routing_key for spec in OPERATION_SPECS if spec.companion_routing_key]
+        elif info.field_name == "follow_operations":
+            known = [spec.routing_key for spec in OPERATION_SPECS if spec.companion is not None]
+        else:
+            known = [spec.routing_key for spec in OPERATION_SPECS]
         for key in value:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
@@ -219,6 +249,10 @@ class Settings(BaseSettings):
         if routing_key in BUILT_IN_RATE_LIMITS and "default_rate_limit" not in self.model_fields_set:
             return RateLimit.model_validate(BUILT_IN_RATE_LIMITS[routing_key])
         return self.default_rate_limit
+
+    def follow_rate_limit_for(self, companion_routing_key: str) -> RateLimit:
+        """The limit of one Describe/Get call: configured, else `default_follow_rate_limit`."""
+        return self.follow_rate_limits.get(companion_routing_key, self.default_follow_rate_limit)
 
     @classmethod
     def settings_customise_sources(
@@ -324,9 +358,9 @@ def _typed_value(field_name: str, value: str) -> Any:  # noqa: ANN401 - any JSON
             raise ConfigError(msg) from None
     items = [item.strip() for item in text.split(",") if item.strip()]
     try:
-        if field_name == "default_rate_limit":
+        if field_name in {"default_rate_limit", "default_follow_rate_limit"}:
             return _rate_limit(text)
-        if field_name == "rate_limits":
+        if field_name in {"rate_limits", "follow_rate_limits"}:
             return dict(_keyed_rate_limit(item) for item in items)
     except ValueError:
         msg = f"{name}: cannot read {value!r}; e.g. {EXAMPLES[field_name]}"

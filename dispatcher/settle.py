@@ -21,15 +21,17 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, MessageProcessError
 
 from dispatcher import amqp_values, metrics
-from dispatcher.outcome import DeadLetter, Requeue, RetryLater, Succeeded
+from dispatcher.outcome import DeadLetter, Finished, PollLater, Requeue, RetryLater, Succeeded
 from dispatcher.publisher import PublishFailed, publish_confirmed
-from dispatcher.results import Result, rfc3339
+from dispatcher.results import Completion, Result, rfc3339
 from dispatcher.stamps import without_dispatcher_headers
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
     from dispatcher.errors import JobError
+    from dispatcher.follow import FollowMarks
+    from dispatcher.follow_state import FollowState
     from dispatcher.outcome import Outcome
     from dispatcher.stamps import Stamper
     from dispatcher.topology import Names
@@ -48,6 +50,7 @@ class Exchanges:
     results: AbstractExchange
     dead: AbstractExchange
     retry: dict[float, AbstractExchange]
+    follow_wait: dict[float, AbstractExchange]
 
 
 class Settler:
@@ -61,6 +64,7 @@ class Settler:
         stamper: Stamper,
         publish_timeout_s: float,
         results_queue_enabled: bool,
+        marks: FollowMarks | None = None,
     ) -> None:
         # Publishes on one channel go one at a time (aiormq holds a lock per frame written), so
         # outcomes are spread over a few channels; each settlement stays on one of them.
@@ -69,6 +73,7 @@ class Settler:
         self._stamper = stamper
         self._timeout_s = publish_timeout_s
         self._results_mandatory = results_queue_enabled
+        self._marks = marks
 
     async def settle(self, message: AbstractIncomingMessage, outcome: Outcome, label: str) -> bool:
         """Act on the outcome; True if the delivery was acked (the job is done here). Never raises."""
@@ -93,6 +98,8 @@ class Settler:
             await _nack(message, label)
             return False
         _count(outcome, label)
+        if isinstance(outcome, Succeeded) and outcome.follow is not None and self._marks is not None:
+            await self._marks.mark(outcome.follow.state.job_id)
         return await _ack(message, label)
 
     async def _publish(self, exchanges: Exchanges, copier: _Copier, outcome: Outcome) -> None:
@@ -119,16 +126,59 @@ class Settler:
         if isinstance(outcome, DeadLetter):
             stamp = dead_letter_headers(outcome.error, outcome.attempts, copier.routing_key)
             dead = _Publish(exchanges.dead, copier.copy(stamp, self._stamper), copier.routing_key)
+            if outcome.result is None:
+                return [dead]
             return [dead, *self._result_publishes(exchanges, copier, outcome.result)]
         if isinstance(outcome, Succeeded):
-            return self._result_publishes(exchanges, copier, outcome.result)
+            # The follow message first: a result whose chain was never published would promise a completion.
+            chain = [] if outcome.follow is None else [self._follow_publish(exchanges, outcome.follow)]
+            return [*chain, *self._result_publishes(exchanges, copier, outcome.result)]
+        if isinstance(outcome, PollLater):
+            progress = (
+                []
+                if outcome.progress is None
+                else self._completion_publishes(exchanges, outcome.progress, outcome.state)
+            )
+            return [self._follow_publish(exchanges, outcome), *progress]
+        if isinstance(outcome, Finished):
+            return self._completion_publishes(exchanges, outcome.completion, outcome.state)
         return []
+
+    def _follow_publish(self, exchanges: Exchanges, later: PollLater) -> _Publish:
+        """The next follow message, signed, to the wait queue of its delay."""
+        state = later.state
+        message = Message(
+            state.body(),
+            headers=state.headers(self._stamper),
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=state.job_id,
+        )
+        return _Publish(exchanges.follow_wait[later.delay_s], message, state.routing_key)
+
+    def _completion_publishes(self, exchanges: Exchanges, completion: Completion, state: FollowState) -> list[_Publish]:
+        """A completion or progress message (contract section 8), to the results and to `reply_to`."""
+        message = Message(
+            completion.to_json(),
+            content_type="application/json",
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=completion.job_id,
+            correlation_id=state.correlation_id or completion.job_id,
+            headers={"traceparent": completion.traceparent} if completion.traceparent else {},
+            timestamp=completion.finished_at,
+        )
+        return self._publishes_to_readers(exchanges, message, completion.routing_key(), state.reply_to)
 
     def _result_publishes(self, exchanges: Exchanges, copier: _Copier, result: Result) -> list[_Publish]:
         message = copier.result(result)
         routing_key = result.routing_key(copier.routing_key or "unknown")
+        return self._publishes_to_readers(exchanges, message, routing_key, copier.reply_to)
+
+    def _publishes_to_readers(
+        self, exchanges: Exchanges, message: Message, routing_key: str, reply_to: str | None
+    ) -> list[_Publish]:
+        """The results exchange, and the publisher's `reply_to` queue if it named one of its own."""
         publishes = [_Publish(exchanges.results, message, routing_key, mandatory=self._results_mandatory)]
-        reply_to = copier.reply_to
         if reply_to is not None and self._names.owns(reply_to):
             # A reply into our own queues would turn a result into a job or a dead letter.
             log.warning("reply_to_is_a_dispatcher_queue_not_replying", reply_to=reply_to)
@@ -228,7 +278,7 @@ def dead_letter_headers(error: JobError, attempts: int, routing_key: str) -> dic
 def _job_id(outcome: Outcome) -> str | None:
     if isinstance(outcome, RetryLater):
         return outcome.job_id
-    if isinstance(outcome, DeadLetter | Succeeded):
+    if isinstance(outcome, DeadLetter | Succeeded) and outcome.result is not None:
         return amqp_values.optional_short_string(outcome.result.job_id)
     return None
 
@@ -238,6 +288,15 @@ def _count(outcome: Outcome, label: str) -> None:
         metrics.RETRIES.labels(label).inc()
     elif isinstance(outcome, DeadLetter):
         metrics.DEAD_LETTERS.labels(label, str(outcome.error.category)).inc()
+    elif isinstance(outcome, Succeeded) and outcome.follow is not None:
+        metrics.FOLLOWS_STARTED.labels(label).inc()
+    elif isinstance(outcome, Finished):
+        completion = outcome.completion
+        job_outcome = completion.job_outcome or ""
+        metrics.FOLLOWS_ENDED.labels(outcome.state.routing_key, job_outcome).inc()
+        metrics.FOLLOW_DURATION_SECONDS.labels(outcome.state.routing_key, job_outcome).observe(
+            (completion.finished_at - completion.started_at).total_seconds()
+        )
 
 
 async def _ack(message: AbstractIncomingMessage, label: str) -> bool:

@@ -15,12 +15,14 @@ from aio_pika import ExchangeType
 from aio_pika.exceptions import ChannelPreconditionFailed
 
 from dispatcher import metrics
+from dispatcher.poll_schedule import PollSchedule
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from aio_pika.abc import AbstractChannel, AbstractQueue
 
+    from dispatcher.registry import Registry
     from dispatcher.settings import Settings
 
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
@@ -80,6 +82,23 @@ class Names:
         """Holds jobs for one fixed delay, then dead-letters them back with their routing key."""
         return self.retry_exchange(delay_s)
 
+    @property
+    def follow_exchange(self) -> str:
+        """Routes follow messages, by `<service>.<Operation>`, to their operation's follow queue."""
+        return f"{self.jobs_exchange}.follow"
+
+    def follow_queue(self, routing_key: str) -> str:
+        """The polls of one operation's followed jobs, due now."""
+        return f"{self.follow_exchange}.{routing_key}"
+
+    def follow_wait_exchange(self, wait_s: float) -> str:
+        """Fanout exchange in front of the wait queue of one poll delay."""
+        return f"{self.follow_exchange}.wait.{_delay_label(wait_s)}"
+
+    def follow_wait_queue(self, wait_s: float) -> str:
+        """Holds follow messages for one fixed delay, then dead-letters them to the follow exchange."""
+        return self.follow_wait_exchange(wait_s)
+
 
 def _delay_label(delay_s: float) -> str:
     return f"{delay_s:g}s"
@@ -121,6 +140,11 @@ def retry_queue_arguments(names: Names, delay_s: float) -> dict[str, Any]:
     }
 
 
+def follow_wait_queue_arguments(names: Names, wait_s: float) -> dict[str, Any]:
+    """A wait queue: like a retry queue, but its messages come back through the follow exchange."""
+    return {**retry_queue_arguments(names, wait_s), "x-dead-letter-exchange": names.follow_exchange}
+
+
 def results_queue_arguments(
     max_length: int = RESULTS_MAX_LENGTH, max_length_bytes: int = RESULTS_MAX_LENGTH_BYTES
 ) -> dict[str, Any]:
@@ -142,6 +166,8 @@ async def declare_topology(
     delivery_limit: int,
     results_queue_enabled: bool = True,
     results_arguments: dict[str, Any] | None = None,
+    follow_routing_keys: Iterable[str] = (),
+    follow_waits_s: Iterable[float] = (),
 ) -> None:
     """Declare everything, idempotently: safe to run at every start and from `dispatcher topology`."""
     dead = await channel.declare_exchange(names.dead_exchange, ExchangeType.FANOUT, durable=True)
@@ -173,10 +199,42 @@ async def declare_topology(
         )
         await retry_queue.bind(retry)
 
+    follow = await channel.declare_exchange(names.follow_exchange, ExchangeType.DIRECT, durable=True)
+    for routing_key in follow_routing_keys:
+        queue = await channel.declare_queue(
+            names.follow_queue(routing_key), durable=True, arguments=job_queue_arguments(names, delivery_limit)
+        )
+        await queue.bind(follow, routing_key)
+    for wait_s in sorted(set(follow_waits_s)):
+        wait = await channel.declare_exchange(names.follow_wait_exchange(wait_s), ExchangeType.FANOUT, durable=True)
+        wait_queue = await channel.declare_queue(
+            names.follow_wait_queue(wait_s), durable=True, arguments=follow_wait_queue_arguments(names, wait_s)
+        )
+        await wait_queue.bind(wait)
+
     results = await channel.declare_exchange(names.results_exchange, ExchangeType.TOPIC, durable=True)
     if results_queue_enabled:
         results_queue = await _declare_results_queue(channel, names, results_arguments or results_queue_arguments())
         await results_queue.bind(results, "#")
+
+
+def poll_schedule(settings: Settings) -> PollSchedule:
+    """The waits between polls of followed jobs that these settings ask for."""
+    return PollSchedule(tuple(settings.follow_poll_delays), settings.follow_poll_jitter)
+
+
+async def declare_for(channel: AbstractChannel, settings: Settings, registry: Registry) -> None:
+    """Declare everything a worker with these settings and operations uses."""
+    await declare_topology(
+        channel,
+        Names.from_settings(settings),
+        registry.routing_keys,
+        retry_delays_s=settings.retry_delays,
+        delivery_limit=settings.delivery_limit,
+        results_queue_enabled=settings.results_queue_enabled,
+        follow_routing_keys=[operation.routing_key for operation in registry if operation.companion is not None],
+        follow_waits_s=poll_schedule(settings).waits_s,
+    )
 
 
 async def _declare_results_queue(channel: AbstractChannel, names: Names, arguments: dict[str, Any]) -> AbstractQueue:

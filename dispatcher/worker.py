@@ -24,10 +24,12 @@ from redis.backoff import NoBackoff
 
 from dispatcher import amqp_values, metrics
 from dispatcher.aws import AwsClients
-from dispatcher.envelope import Decoder
+from dispatcher.envelope import Decoder, FollowDefaults
+from dispatcher.follow import Follower, FollowPolicy
+from dispatcher.follow_marks import ChainMarks
 from dispatcher.ledger import Ledger, LocalLedger
 from dispatcher.ledger_redis import RedisLedger
-from dispatcher.outcome import DeadLetter, Requeue, RetryLater
+from dispatcher.outcome import DeadLetter, Finished, PollLater, Requeue, RetryLater, Succeeded
 from dispatcher.pipeline import Arrival, JobPolicy, Pipeline
 from dispatcher.ratelimit import AdaptiveLimiter, Limiter, Limiters
 from dispatcher.ratelimit_redis import SharedLimiter
@@ -36,19 +38,20 @@ from dispatcher.results import FAILED, Result
 from dispatcher.retry import RetrySchedule, RetryState
 from dispatcher.settle import Exchanges, Settler
 from dispatcher.stamps import SIGNATURE_HEADER, Stamper
-from dispatcher.topology import Names, declare_topology
-from dispatcher.triage import job_id_of, triage
+from dispatcher.topology import Names, declare_for, poll_schedule
+from dispatcher.triage import job_id_of, latest_death, triage
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
     from dispatcher.outcome import Outcome
     from dispatcher.registry import Registry
-    from dispatcher.settings import Settings
+    from dispatcher.settings import RateLimit, Settings
 
 log = structlog.get_logger("dispatcher.worker")
 
 TRIAGE_LABEL = "triage"
+FOLLOW_LABEL_SUFFIX = ".follow"  # `<service>.<Operation>.follow`: the polls of one operation
 REDIS_TIMEOUT_S = 2.0
 REDIS_POOL_WAIT_S = 5.0
 REDIS_SPARE_CONNECTIONS = 8
@@ -62,6 +65,7 @@ class Session:
 
     connection: AbstractConnection
     consume_channel: AbstractChannel
+    follow_channel: AbstractChannel
     settler: Settler
     consumers: list[tuple[AbstractQueue, str]]
 
@@ -74,6 +78,8 @@ class Worker:
         self.registry = registry
         self.names = Names.from_settings(settings)
         self._job_queues = {self.names.job_queue(key): key for key in registry.routing_keys}
+        self._followed = tuple(op.routing_key for op in registry if op.companion is not None)
+        self._follow_queues = {self.names.follow_queue(key): key for key in self._followed}
         self._stopping = asyncio.Event()
         self._draining = asyncio.Event()
         self._session: Session | None = None
@@ -86,11 +92,32 @@ class Worker:
         )
         self.redis = _redis(settings, len(registry)) if settings.redis_url else None
         self.limiters = Limiters(self._limiter)
+        self.poll_limiters = Limiters(self._poll_limiter)
         for op in registry:
             for region in settings.enabled_regions or (settings.region,):
                 self.limiters[(op.routing_key, region)] = self._limiter(op.routing_key, region)
+                if op.spec.companion_routing_key is not None:
+                    key = (op.spec.companion_routing_key, region)
+                    self.poll_limiters[key] = self._poll_limiter(*key)
+        self.marks = ChainMarks(settings.ledger_ttl_s, self.redis, settings.jobs_exchange)
+        self.follower = Follower(
+            registry,
+            self.aws,
+            self.poll_limiters,
+            FollowPolicy(
+                schedule=poll_schedule(settings),
+                max_failures=settings.follow_max_failures,
+                max_poll_wait_s=settings.follow_max_poll_wait_s,
+            ),
+            self.stamper,
+            self.marks,
+            self._draining,
+        )
+        follow_defaults = FollowDefaults(
+            frozenset(settings.follow_operations), settings.follow_timeout_s, settings.follow_progress
+        )
         self.pipeline = Pipeline(
-            Decoder(registry, settings.region, settings.enabled_regions, settings.max_message_bytes),
+            Decoder(registry, settings.region, settings.enabled_regions, settings.max_message_bytes, follow_defaults),
             self.aws,
             self.limiters,
             self._ledger(),
@@ -101,10 +128,18 @@ class Worker:
                 max_throttle_wait_s=settings.max_throttle_wait_s,
             ),
             self._draining,
+            self.follower,
         )
 
     def _limiter(self, routing_key: str, region: str) -> Limiter:
-        limit = self.settings.rate_limit_for(routing_key)
+        return self._made_limiter(routing_key, region, self.settings.rate_limit_for(routing_key))
+
+    def _poll_limiter(self, companion_routing_key: str, region: str) -> Limiter:
+        """A Describe call's own limit: polls never take the tokens of starts."""
+        limit = self.settings.follow_rate_limit_for(companion_routing_key)
+        return self._made_limiter(companion_routing_key, region, limit)
+
+    def _made_limiter(self, routing_key: str, region: str, limit: RateLimit) -> Limiter:
         if self.redis is None:
             return AdaptiveLimiter(limit.rate, limit.burst)
         key = f"{self.settings.jobs_exchange}:rate:{routing_key}:{region}"
@@ -133,11 +168,12 @@ class Worker:
             log.info("stopping", in_flight=len(self._tasks), grace_s=self.settings.shutdown_grace_s)
         self._draining.set()
         self.pipeline.interrupt_waits()
+        self.follower.interrupt_waits()
         self._stopping.set()
 
     async def run(self) -> None:
         """Serve until `stop()`, then finish what is in flight within the grace period."""
-        for (label, _), limiter in self.limiters.items():
+        for (label, _), limiter in (*self.limiters.items(), *self.poll_limiters.items()):
             metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
         metrics.RATE_LIMIT_SHARED.set(1 if self.redis else 0)
         await self.aws.open(self.registry.services, self.settings.enabled_regions or (self.settings.region,))
@@ -174,7 +210,7 @@ class Worker:
                 metrics.BROKER_RECONNECTS.inc()
             connected_before = True
             delay_s = 0.5
-            log.info("consuming", queues=len(self.registry) + 1)
+            log.info("consuming", queues=len(self._session.consumers) if self._session else 0)
             stopping = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
@@ -208,31 +244,32 @@ class Worker:
             await connection.channel(publisher_confirms=True, on_return_raises=True)
             for _ in range(settings.publish_channels)
         ]
-        await declare_topology(
-            publish_channels[0],
-            self.names,
-            self.registry.routing_keys,
-            retry_delays_s=settings.retry_delays,
-            delivery_limit=settings.delivery_limit,
-            results_queue_enabled=settings.results_queue_enabled,
-        )
+        await declare_for(publish_channels[0], settings, self.registry)
         settler = Settler(
             [await self._exchanges(channel) for channel in publish_channels],
             names=self.names,
             stamper=self.stamper,
             publish_timeout_s=settings.publish_timeout_s,
             results_queue_enabled=settings.results_queue_enabled,
+            marks=self.marks,
         )
         consume_channel = await connection.channel(publisher_confirms=False)
         await consume_channel.set_qos(prefetch_count=settings.concurrency)
+        # Polls have a prefetch of their own: followed jobs never take the places of jobs to start.
+        follow_channel = await connection.channel(publisher_confirms=False)
+        await follow_channel.set_qos(prefetch_count=settings.follow_concurrency)
         # A channel the broker closes (a protocol error) ends the session like a lost connection.
-        for channel in (*publish_channels, consume_channel):
+        for channel in (*publish_channels, consume_channel, follow_channel):
             channel.close_callbacks.add(on_close)
-        session = Session(connection, consume_channel, settler, [])
+        session = Session(connection, consume_channel, follow_channel, settler, [])
         for label in (*self.registry.routing_keys, TRIAGE_LABEL):
             name = self.names.triage if label == TRIAGE_LABEL else self.names.job_queue(label)
             queue = await consume_channel.get_queue(name, ensure=False)
             tag = await queue.consume(self._consumer(session, label))
+            session.consumers.append((queue, tag))
+        for routing_key in self._followed:
+            queue = await follow_channel.get_queue(self.names.follow_queue(routing_key), ensure=False)
+            tag = await queue.consume(self._consumer(session, routing_key + FOLLOW_LABEL_SUFFIX))
             session.consumers.append((queue, tag))
         metrics.CONSUMERS_ATTACHED.set(len(session.consumers))
         return session
@@ -245,6 +282,10 @@ class Worker:
             retry={
                 delay: await channel.get_exchange(self.names.retry_exchange(delay), ensure=False)
                 for delay in self.settings.retry_delays
+            },
+            follow_wait={
+                wait: await channel.get_exchange(self.names.follow_wait_exchange(wait), ensure=False)
+                for wait in poll_schedule(self.settings).waits_s
             },
         )
 
@@ -270,6 +311,8 @@ class Worker:
             arrival = self._arrival(message, started_at, label)
             if label == TRIAGE_LABEL:
                 outcome = self._triage(arrival, dead_lettered=message.exchange == self.names.triage)
+            elif label.endswith(FOLLOW_LABEL_SUFFIX):
+                outcome = await self.follower.poll(arrival)
             else:
                 outcome = await self.pipeline.run(arrival)
         except Exception:
@@ -297,12 +340,18 @@ class Worker:
             received_at=received_at,
             state=RetryState.from_headers(headers) if signed else RetryState(),
             traceparent=traceparent,
+            reply_to=amqp_values.optional_short_string(message.reply_to),
+            correlation_id=amqp_values.optional_short_string(message.correlation_id),
         )
 
     def _triage(self, arrival: Arrival, *, dead_lettered: bool) -> Outcome:
         # Only the broker's dead-lettering delivers through the triage exchange; a message that
         # reached triage through the alternate exchange carries nothing but what its publisher wrote.
-        error = triage(arrival.headers, arrival.routing_key, self._job_queues, dead_lettered=dead_lettered)
+        queues = {**self._job_queues, **self._follow_queues}
+        error = triage(arrival.headers, arrival.routing_key, queues, dead_lettered=dead_lettered)
+        if dead_lettered and latest_death(arrival.headers.get("x-death")).get("queue") in self._follow_queues:
+            # A follow message, not a job: its job was started, so no failed result may say otherwise.
+            return DeadLetter(error, None, 0)
         service, _, operation = arrival.routing_key.partition(".")
         result = Result(
             job_id=job_id_of(arrival.body, self.settings.max_message_bytes) or arrival.message_id,
@@ -369,6 +418,16 @@ def _log_outcome(outcome: Outcome, label: str, *, acked: bool, started_at: datet
     duration_ms = round((datetime.now(UTC) - started_at).total_seconds() * 1000, 1)
     if isinstance(outcome, Requeue):
         log.info("job_requeued", reason=outcome.reason, duration_ms=duration_ms)
+    elif isinstance(outcome, PollLater):
+        log.debug("poll_scheduled", delay_s=outcome.delay_s, polls=outcome.state.polls, acked=acked)
+    elif isinstance(outcome, Finished):
+        log.info(
+            "follow_settled",
+            job_outcome=outcome.completion.job_outcome,
+            job_status=outcome.completion.job_status,
+            polls=outcome.completion.polls,
+            acked=acked,
+        )
     elif isinstance(outcome, RetryLater):
         log.info(
             "job_retry_scheduled",
@@ -379,7 +438,8 @@ def _log_outcome(outcome: Outcome, label: str, *, acked: bool, started_at: datet
             duration_ms=duration_ms,
         )
     elif isinstance(outcome, DeadLetter):
-        metrics.JOBS.labels(label, FAILED).inc()
+        if outcome.result is not None:
+            metrics.JOBS.labels(label, FAILED).inc()
         log.info(
             "job_settled",
             outcome="dead_lettered",
@@ -391,7 +451,7 @@ def _log_outcome(outcome: Outcome, label: str, *, acked: bool, started_at: datet
             acked=acked,
             duration_ms=duration_ms,
         )
-    else:
+    elif isinstance(outcome, Succeeded):
         result = outcome.result
         metrics.JOBS.labels(label, result.outcome).inc()
         log.info(
@@ -400,6 +460,7 @@ def _log_outcome(outcome: Outcome, label: str, *, acked: bool, started_at: datet
             attempts=result.attempts,
             aws_request_id=result.aws_request_id,
             deduplicated=result.deduplicated,
+            following=outcome.follow is not None,
             acked=acked,
             duration_ms=duration_ms,
         )

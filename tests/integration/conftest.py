@@ -14,7 +14,7 @@ import pytest
 from dispatcher.emulator import start_emulator
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
-from dispatcher.topology import Names, declare_topology
+from dispatcher.topology import Names, declare_for
 from dispatcher.worker import Worker
 from tests.integration.support import Broker, WorkerProcess
 
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from dispatcher.emulator import RunningEmulator
 
 
-# Retry delays the tests configure; their queues are deleted with the rest of a test's names.
+# Retry delays and poll waits the tests configure; their queues are deleted with the rest of a test's names.
 RETRY_DELAYS_USED = (0.1, 0.2, 0.3, 0.4, 2.0)
+FOLLOW_WAITS_USED = (0.2, 0.3, 0.5, 1.0)
 
 
 @pytest.fixture
@@ -45,6 +46,8 @@ async def prefix(amqp_url: str) -> AsyncIterator[str]:
     queues = [names.job_queue(key) for key in default_registry().routing_keys]
     queues += [names.results_queue, names.dead_queue, names.triage]
     queues += [names.retry_queue(delay) for delay in RETRY_DELAYS_USED]
+    queues += [names.follow_queue(op.routing_key) for op in default_registry() if op.companion is not None]
+    queues += [names.follow_wait_queue(wait) for wait in FOLLOW_WAITS_USED]
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         for queue in queues:
@@ -73,6 +76,9 @@ def settings_for(amqp_url: str, prefix: str) -> Callable[..., Settings]:
             "shutdown_grace_s": 10,
             "publish_timeout_s": 5,
             "aws_call_timeout_s": 5,
+            "follow_poll_delays": [0.3],
+            "follow_poll_jitter": 0.0,
+            "default_follow_rate_limit": {"rate": 1000, "burst": 100},
         }
         values.update(overrides)
         return Settings(**values)
@@ -128,6 +134,9 @@ def worker_env(amqp_url: str, prefix: str, emulator: RunningEmulator) -> dict[st
         "DISPATCHER_HTTP_PORT": "0",
         "DISPATCHER_LOG_FORMAT": "json",
         "DISPATCHER_CONCURRENCY": "16",
+        "DISPATCHER_FOLLOW_POLL_DELAYS": "0.3",
+        "DISPATCHER_FOLLOW_POLL_JITTER": "0",
+        "DISPATCHER_DEFAULT_FOLLOW_RATE_LIMIT": "1000/100",
     }
 
 
@@ -154,13 +163,7 @@ def declare(settings_for: Callable[..., Settings]) -> Callable[..., Awaitable[No
         settings = settings_for(**overrides)
         connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
         async with connection:
-            await declare_topology(
-                await connection.channel(),
-                Names.from_settings(settings),
-                default_registry().routing_keys,
-                retry_delays_s=settings.retry_delays,
-                delivery_limit=settings.delivery_limit,
-            )
+            await declare_for(await connection.channel(), settings, default_registry())
 
     return run
 
