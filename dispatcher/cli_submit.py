@@ -16,6 +16,10 @@ from rich.progress import Progress
 from dispatcher.cli import EXIT_OPERATIONAL, UsageError, _settings, app, err
 
 WAIT_HELP = "Wait for the job's result (through reply_to) and print it; exit 1 if the job failed."
+FOLLOW_HELP = (
+    "Ask the dispatcher to follow the AWS job to its end. With --wait, wait for the completion result, "
+    "showing each status change, and print it; exit 1 unless the AWS job succeeded."
+)
 
 
 @app.command()
@@ -36,7 +40,11 @@ def submit(
         ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help=WAIT_HELP)] = False,  # noqa: FBT002
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits for the result (positive).")] = 60.0,
+    follow: Annotated[bool, typer.Option("--follow", help=FOLLOW_HELP)] = False,  # noqa: FBT002
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds --wait waits (positive; default 60, or as long as the follow with --follow)."),
+    ] = None,
 ) -> None:
     """Publish a job (validated first, confirmed by the broker) and print its job_id.
 
@@ -45,7 +53,7 @@ def submit(
     """
     from dispatcher.client import JobRequest  # noqa: PLC0415
 
-    if timeout <= 0:
+    if timeout is not None and timeout <= 0:
         msg = f"--timeout must be a positive number of seconds, got {timeout:g}"
         raise UsageError(msg)
     if file is not None:
@@ -66,12 +74,15 @@ def submit(
         fields["metadata"] = dict(_pair(item) for item in metadata or [])
         jobs = [JobRequest.model_validate(fields)]
         where = [""]
-    failed = asyncio.run(_submit(jobs, where, wait=wait, timeout_s=timeout))
+    if follow:
+        jobs = [job if job.follow else job.model_copy(update={"follow": True}) for job in jobs]
+    wait_s = timeout if timeout is not None else (None if follow else 60.0)
+    failed = asyncio.run(_submit(jobs, where, wait=wait, follow=follow, timeout_s=wait_s))
     if failed:
         raise typer.Exit(EXIT_OPERATIONAL)
 
 
-async def _submit(jobs: list[Any], where: list[str], *, wait: bool, timeout_s: float) -> int:
+async def _submit(jobs: list[Any], where: list[str], *, wait: bool, follow: bool, timeout_s: float | None) -> int:
     from dispatcher.client import DispatcherClient  # noqa: PLC0415
     from dispatcher.errors import JobError  # noqa: PLC0415
 
@@ -92,17 +103,34 @@ async def _submit(jobs: list[Any], where: list[str], *, wait: bool, timeout_s: f
             for job in jobs:
                 if wait:
                     try:
-                        result = await client.submit_and_wait(job, timeout_s=timeout_s)
+                        if follow:
+                            document, ok = await _follow(client, job, timeout_s)
+                        else:
+                            document = await client.submit_and_wait(job, timeout_s=timeout_s or 60.0)
+                            ok = document.get("outcome") == "succeeded"
                     except TimeoutError:
                         sys.stdout.write(job.job_id + "\n")
                         raise
-                    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-                    failed += result.get("outcome") != "succeeded"
+                    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+                    failed += not ok
                 else:
                     sys.stdout.write(await client.submit(job) + "\n")
                 progress.advance(task)
     err.print(f"published {len(jobs)}, failed {failed}")
     return failed
+
+
+async def _follow(client: Any, job: Any, timeout_s: float | None) -> tuple[dict[str, Any], bool]:  # noqa: ANN401
+    """Wait for a followed job's end, showing its AWS status as it changes; its completion, or failed result."""
+
+    def show(progress: dict[str, Any]) -> None:
+        err.print(f"{job.job_id}: {progress.get('job_status')} (after {progress.get('polls')} polls)")
+
+    followed = await client.submit_and_follow(job, timeout_s=timeout_s, on_status=show)
+    if followed.completion is None:
+        return followed.result, False
+    err.print(f"{job.job_id}: {followed.completion.get('job_outcome')} ({followed.completion.get('job_status')})")
+    return followed.completion, followed.succeeded
 
 
 def _lines(path: Path) -> list[tuple[int, str]]:
