@@ -142,11 +142,18 @@ def emulator(
     faults: Annotated[
         Path | None, typer.Option(help="JSON file of fault settings per operation (see docs/emulator.md).")
     ] = None,
+    lifecycle: Annotated[
+        Path | None,
+        typer.Option(help="JSON file of job lifecycle settings per operation (see docs/emulator.md)."),
+    ] = None,
 ) -> None:
-    """Serve a local stand-in for the five AWS operations (point AWS_ENDPOINT_URL at it)."""
-    from dispatcher.emulator import run_emulator  # noqa: PLC0415
+    """Serve a local stand-in for the AWS operations and their Describe calls (point AWS_ENDPOINT_URL at it)."""
+    from dispatcher.emulator import FaultConfigError, LifecycleConfigError, run_emulator  # noqa: PLC0415
 
-    run_emulator(host, port, faults)
+    try:
+        run_emulator(host, port, faults, lifecycle)
+    except (FaultConfigError, LifecycleConfigError) as exc:  # settings files that cannot work: exit 2
+        raise UsageError(str(exc)) from exc
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import signal
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
@@ -15,7 +16,10 @@ from aiohttp import web
 from dispatcher.emulator.calls import answer_call
 from dispatcher.emulator.catalog import registered_operations
 from dispatcher.emulator.control import control_routes
+from dispatcher.emulator.control_jobs import job_control_routes
+from dispatcher.emulator.describes import answer_describe
 from dispatcher.emulator.faults import load_fault_file
+from dispatcher.emulator.lifecycle import load_lifecycle_file
 from dispatcher.emulator.protocol import AwsError, error_response, json_target, route_path
 from dispatcher.emulator.state import EmulatorState
 
@@ -23,8 +27,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
     from pathlib import Path
 
-    from dispatcher.emulator.catalog import EmulatedOperation
+    from dispatcher.emulator.catalog import EmulatedOperation, ModeledOperation
     from dispatcher.emulator.faults import FaultSettings
+    from dispatcher.emulator.lifecycle import LifecycleSettings
 
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,24 +43,32 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 def create_app(
     operations: Iterable[EmulatedOperation],
     faults: Mapping[str, FaultSettings] | None = None,
+    *,
+    lifecycle: Mapping[str, LifecycleSettings] | None = None,
 ) -> web.Application:
-    """The emulator serving `operations` (see `registered_operations`) with start-up `faults`.
+    """The emulator serving `operations` (see `registered_operations`) and their Describe calls.
 
-    Raises `FaultConfigError` when a fault names an unknown operation or an unmodeled error.
+    `faults` and `lifecycle` are the start-up settings by routing key. Raises `FaultConfigError`
+    when a fault names an unknown operation or an unmodeled error, `LifecycleConfigError` when a
+    lifecycle setting names an unknown operation or an end it cannot have.
     """
-    state = EmulatorState(operations, faults or {})
+    state = EmulatorState(operations, faults or {}, lifecycle)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[STATE_KEY] = state
     app.add_routes(control_routes(state))
-    json_operations: dict[str, EmulatedOperation] = {}
-    for operation in state.operations.values():
+    app.add_routes(job_control_routes(state))
+    served: list[tuple[ModeledOperation, Handler]] = [
+        *((operation, partial(answer_call, state, operation)) for operation in state.operations.values()),
+        *((companion, partial(answer_describe, state, companion)) for companion in state.followed.companions.values()),
+    ]
+    json_handlers: dict[str, tuple[ModeledOperation, Handler]] = {}
+    for operation, handler in served:
         if operation.protocol == "json":
-            json_operations[json_target(operation)] = operation
+            json_handlers[json_target(operation)] = (operation, handler)
         else:
-            method = operation.model.http["method"]
-            app.router.add_route(method, route_path(operation), _operation_handler(state, operation))
-    if json_operations:
-        app.router.add_post("/", _json_protocol_handler(state, json_operations))
+            app.router.add_route(operation.model.http["method"], route_path(operation), handler)
+    if json_handlers:
+        app.router.add_post("/", _json_protocol_handler(json_handlers))
     return app
 
 
@@ -74,14 +87,16 @@ async def start_emulator(
     faults: Mapping[str, FaultSettings] | None = None,
     *,
     operations: Iterable[EmulatedOperation] | None = None,
+    lifecycle: Mapping[str, LifecycleSettings] | None = None,
 ) -> AsyncIterator[RunningEmulator]:
     """Serve the emulator until the block exits; port 0 picks a free port (see `url`).
 
-    `operations` defaults to every registered operation.
+    `operations` defaults to every registered operation; `lifecycle` to jobs that succeed after
+    `DEFAULT_DURATION_S`.
     """
     if operations is None:
         operations = await asyncio.to_thread(registered_operations)  # botocore's loader blocks
-    app = create_app(operations, faults)
+    app = create_app(operations, faults, lifecycle=lifecycle)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -94,46 +109,46 @@ async def start_emulator(
         await runner.cleanup()
 
 
-async def serve(host: str, port: int, faults: Mapping[str, FaultSettings]) -> None:
+async def serve(
+    host: str,
+    port: int,
+    faults: Mapping[str, FaultSettings],
+    lifecycle: Mapping[str, LifecycleSettings] | None = None,
+) -> None:
     """Serve every registered operation on `host:port` until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with start_emulator(host, port, faults) as emulator:
+    async with start_emulator(host, port, faults, lifecycle=lifecycle) as emulator:
         log.info("emulator listening", url=emulator.url, operations=list(emulator.state.operations))
         await stop.wait()
     log.info("emulator stopped")
 
 
-def run_emulator(host: str, port: int, faults_file: Path | None) -> None:
+def run_emulator(host: str, port: int, faults_file: Path | None, lifecycle_file: Path | None = None) -> None:
     """`dispatcher emulator`: serve until SIGINT or SIGTERM, then return.
 
-    Raises `OSError` if the faults file cannot be read or the port cannot be bound, `ValueError`
-    (a `pydantic.ValidationError` or `FaultConfigError`) if the faults file is invalid.
+    Raises `OSError` if a settings file cannot be read or the port cannot be bound, `ValueError`
+    (a `pydantic.ValidationError`, `FaultConfigError` or `LifecycleConfigError`) if one is invalid.
     """
     faults = load_fault_file(faults_file) if faults_file is not None else {}
-    asyncio.run(serve(host, port, faults))
+    lifecycle = load_lifecycle_file(lifecycle_file) if lifecycle_file is not None else {}
+    asyncio.run(serve(host, port, faults, lifecycle))
 
 
-def _operation_handler(state: EmulatorState, operation: EmulatedOperation) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await answer_call(state, operation, request)
-
-    return handle
-
-
-def _json_protocol_handler(state: EmulatorState, by_target: Mapping[str, EmulatedOperation]) -> Handler:
+def _json_protocol_handler(by_target: Mapping[str, tuple[ModeledOperation, Handler]]) -> Handler:
     """`POST /` for every JSON-protocol operation, told apart by `X-Amz-Target`."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         target = request.headers.get("X-Amz-Target", "")
-        operation = by_target.get(target)
-        if operation is None:
+        served = by_target.get(target)
+        if served is None:
             # Answered in the protocol of any JSON operation: they share the error format.
-            any_operation = next(iter(by_target.values()))
+            any_operation, _ = next(iter(by_target.values()))
             error = AwsError(code="UnknownOperationException", message=f"The emulator serves no operation {target!r}.")
             return error_response(any_operation, error, request_id=str(uuid4()))
-        return await answer_call(state, operation, request)
+        _, handler = served
+        return await handler(request)
 
     return handle

@@ -1,7 +1,8 @@
 """The operations the emulator serves: each registry entry joined with botocore's model of it.
 
 Routes, wire formats, error statuses and error codes all come from botocore's service model, the
-same one the caller's client uses, so a new registry entry is served without new code here.
+same one the caller's client uses, so a new registry entry is served without new code here. An
+entry with a companion also gets its Describe/Get call served (`companion_operations`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import botocore.session
 
-from dispatcher.operations import OPERATION_SPECS, OperationSpec
+from dispatcher.operations import OPERATION_SPECS, Companion, OperationSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from botocore.model import OperationModel, StructureShape
+    from botocore.model import OperationModel, Shape, StructureShape
     from pydantic import BaseModel
 
 SUPPORTED_PROTOCOLS = ("rest-json", "json")
@@ -52,21 +53,22 @@ class ParamsEntry(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class EmulatedOperation:
-    """One operation the emulator answers: the registry's spec, botocore's model, our validator."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModeledOperation:
+    """An operation the emulator answers as botocore's model says: its wire protocol and its errors."""
 
     spec: OperationSpec
+    """The registry entry it belongs to (a Describe call belongs to its start operation's entry)."""
     model: OperationModel
-    params_model: type[BaseModel]
-    idempotency_token_member: str | None
+    idempotency_token_member: str | None = None
+    """The parameter AWS deduplicates calls by, if the operation has one."""
     sensitive_paths: tuple[str, ...] = ()
     """Parameters the call log shows redacted."""
 
     @property
     def routing_key(self) -> str:
         """`<service>.<Operation>`, the key of its faults and call log entries."""
-        return self.spec.routing_key
+        return f"{self.spec.service}.{self.model.name}"
 
     @property
     def protocol(self) -> str:
@@ -114,6 +116,50 @@ class EmulatedOperation:
             if status is not None:
                 return status
         return HTTPStatus.INTERNAL_SERVER_ERROR if code in SERVER_FAULT_CODES else HTTPStatus.BAD_REQUEST
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmulatedOperation(ModeledOperation):
+    """A start operation: the registry's spec, botocore's model, our validator of its parameters."""
+
+    params_model: type[BaseModel]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompanionOperation(ModeledOperation):
+    """The Describe/Get call that reads the status of jobs its start operation (`spec`) started."""
+
+    @property
+    def companion(self) -> Companion:
+        """The registry's description of this call: where its parameters come from, its statuses."""
+        companion = self.spec.companion
+        assert companion is not None, "built only for specs with a companion"
+        return companion
+
+    @property
+    def start_routing_key(self) -> str:
+        """The routing key of the operation whose jobs this call describes."""
+        return self.spec.routing_key
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """Every status the model allows at `companion.status` of the output (its enum)."""
+        shape: Shape = self.model.output_shape
+        for part in self.companion.status.split("."):
+            shape = shape.members[part]
+        return tuple(shape.enum)
+
+
+def companion_operations(operations: Iterable[EmulatedOperation]) -> tuple[CompanionOperation, ...]:
+    """The Describe/Get calls of the `operations` that have a companion, from the same service models."""
+    return tuple(
+        CompanionOperation(
+            spec=operation.spec,
+            model=operation.model.service_model.operation_model(operation.spec.companion.operation),
+        )
+        for operation in operations
+        if operation.spec.companion is not None
+    )
 
 
 def load_operations(

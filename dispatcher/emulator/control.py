@@ -1,7 +1,8 @@
 """The control API under `/_emulator/`: set faults, read the call log, reset, check health.
 
 No AWS operation path starts with `/_emulator/`, so these routes share the port with the AWS
-routes. Every answer is JSON; a refused request answers 400 (or 404) with `{"error": ...}`.
+routes. Every answer is JSON; a refused request answers 400 (or 404) with `{"error": ...}`. The
+lifecycle settings and the jobs have their own routes (`control_jobs`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def control_routes(state: EmulatorState) -> list[web.RouteDef]:
     ]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401 - any JSON-ready value
+def json_response(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401 - any JSON-ready value
+    """A control API answer."""
     return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
 
 
@@ -53,12 +55,19 @@ class _ControlApi:
         self._state = state
 
     async def health(self, _request: web.Request) -> web.Response:
-        """`GET /_emulator/health`: ready, and the routing keys served."""
-        return _json({"status": "ok", "operations": list(self._state.operations)})
+        """`GET /_emulator/health`: ready, and the routing keys served (start and Describe calls)."""
+        state = self._state
+        return json_response(
+            {
+                "status": "ok",
+                "operations": list(state.operations),
+                "describe_operations": list(state.followed.companions),
+            },
+        )
 
     async def get_faults(self, _request: web.Request) -> web.Response:
         """`GET /_emulator/faults`: the faults in force, by routing key."""
-        return _json(_faults_json(self._state.faults))
+        return json_response(_faults_json(self._state.faults))
 
     async def replace_faults(self, request: web.Request) -> web.Response:
         """`PUT /_emulator/faults`: replace all faults; `{}` clears them."""
@@ -77,28 +86,28 @@ class _ControlApi:
         try:
             self._state.clear_operation_faults(request.match_info["routing_key"])
         except FaultConfigError as exc:
-            return _json({"error": str(exc)}, status=404)
-        return _json(_faults_json(self._state.faults))
+            return json_response({"error": str(exc)}, status=404)
+        return json_response(_faults_json(self._state.faults))
 
     async def get_calls(self, request: web.Request) -> web.Response:
         """`GET /_emulator/calls[?routing_key=...]`: the call log, oldest first."""
         calls = self._state.calls.to_json(request.query.get("routing_key"))
-        return _json({"total": self._state.calls.total, "calls": calls})
+        return json_response({"total": self._state.calls.total, "calls": calls})
 
     async def reset(self, _request: web.Request) -> web.Response:
-        """`POST /_emulator/reset`: forget jobs and calls, restore the start-up faults."""
+        """`POST /_emulator/reset`: forget jobs and calls, restore the start-up faults and lifecycle."""
         self._state.reset()
-        return _json(_faults_json(self._state.faults))
+        return json_response(_faults_json(self._state.faults))
 
     async def _apply(self, request: web.Request, change: Callable[[Any], None]) -> web.Response:
         """Read a JSON body, apply `change` to it, answer the faults now in force or why not."""
         try:
             change(orjson.loads(await request.read()))
         except orjson.JSONDecodeError as exc:
-            return _json({"error": f"the body is not JSON: {exc}"}, status=400)
+            return json_response({"error": f"the body is not JSON: {exc}"}, status=400)
         except ValidationError as exc:
             problems = "; ".join(f"{path}: {problem}" for path, problem in field_errors(exc))
-            return _json({"error": f"invalid faults: {problems}"}, status=400)
+            return json_response({"error": f"invalid faults: {problems}"}, status=400)
         except FaultConfigError as exc:
-            return _json({"error": str(exc)}, status=400)
-        return _json(_faults_json(self._state.faults))
+            return json_response({"error": str(exc)}, status=400)
+        return json_response(_faults_json(self._state.faults))

@@ -86,6 +86,8 @@ class CallOutcome(StrEnum):
     """An AWS error was answered; no job was started."""
     DROPPED = "dropped"
     """The connection was closed without an answer (a job may have been started: see `job_id`)."""
+    DESCRIBED = "described"
+    """A Describe/Get call answered the status of the job `job_id`."""
 
 
 @dataclass(frozen=True, slots=True)

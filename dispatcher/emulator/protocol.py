@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from botocore.model import Shape, StructureShape
 
-    from dispatcher.emulator.catalog import EmulatedOperation
+    from dispatcher.emulator.catalog import ModeledOperation
 
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 _GREEDY_LABEL = re.compile(r"\{(\w+)\+\}")
@@ -51,7 +51,7 @@ class AwsError(Exception):
         self.field_errors = tuple(field_errors)
 
 
-def route_path(operation: EmulatedOperation) -> str:
+def route_path(operation: ModeledOperation) -> str:
     """The aiohttp route of a rest-json operation, from botocore's `requestUri`."""
     path = operation.model.http["requestUri"].split("?", 1)[0]
     # aiohttp's plain `{name}` refuses `{` and `}`; AWS takes any character but `/` in a label
@@ -59,13 +59,13 @@ def route_path(operation: EmulatedOperation) -> str:
     return _GREEDY_LABEL.sub(r"{\1:.+}", _LABEL.sub(r"{\1:[^/]+}", path))
 
 
-def json_target(operation: EmulatedOperation) -> str:
+def json_target(operation: ModeledOperation) -> str:
     """The `X-Amz-Target` header naming a JSON-protocol operation."""
     prefix: str = operation.model.service_model.metadata["targetPrefix"]
     return f"{prefix}.{operation.model.name}"
 
 
-async def read_params(request: web.Request, operation: EmulatedOperation) -> dict[str, Any]:
+async def read_params(request: web.Request, operation: ModeledOperation) -> dict[str, Any]:
     """The call's parameters by member name, as the caller passed them to botocore."""
     raw = await request.read()
     try:
@@ -82,7 +82,7 @@ async def read_params(request: web.Request, operation: EmulatedOperation) -> dic
 
 
 def output_response(
-    operation: EmulatedOperation,
+    operation: ModeledOperation,
     output: Mapping[str, Any],
     request_id: str,
 ) -> web.Response:
@@ -105,7 +105,7 @@ def output_response(
     return _json_response(operation, status, headers, body)
 
 
-def error_response(operation: EmulatedOperation, error: AwsError, request_id: str) -> web.Response:
+def error_response(operation: ModeledOperation, error: AwsError, request_id: str) -> web.Response:
     """An error answer botocore parses into the modeled exception class of `error.code`."""
     headers = {REQUEST_ID_HEADER: request_id}
     body: dict[str, Any] = {}
@@ -127,7 +127,7 @@ def error_response(operation: EmulatedOperation, error: AwsError, request_id: st
 
 
 def _json_response(
-    operation: EmulatedOperation,
+    operation: ModeledOperation,
     status: int,
     headers: dict[str, str],
     body: dict[str, Any],

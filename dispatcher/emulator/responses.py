@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
+from dispatcher.aws_regex import compile_java_pattern
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import TypeAlias
@@ -122,19 +124,47 @@ def new_job(operation: EmulatedOperation, params: Mapping[str, Any], context: Ca
 
 
 def generic_job(output_shape: StructureShape | None) -> NewJob:
-    """A job for an operation without a builder: required members filled, ids set to the job's."""
-    job_id = str(uuid4())
+    """A job for an operation without a builder: required members filled, ids set to the job's.
+
+    The id is a uuid in the first spelling every id member's pattern and length accept.
+    """
     if output_shape is None:
-        return NewJob(job_id, {})
+        return NewJob(str(uuid4()), {})
+    id_members = [
+        member
+        for name, member in output_shape.members.items()
+        if member.type_name == "string" and name.lower().endswith("id")
+    ]
+    job_id = _fitting_id(id_members)
     output: dict[str, Any] = placeholder(output_shape)
     for name, member in output_shape.members.items():
-        if member.type_name == "string" and name.lower().endswith("id"):
+        if member in id_members:
             output[name] = job_id
     return NewJob(job_id, output)
 
 
+def _fitting_id(members: list[Shape]) -> str:
+    """A fresh uuid spelled so that all `members` accept it (with dashes, else without), if one does."""
+    fresh = uuid4()
+    spellings = [str(fresh), fresh.hex, fresh.hex[:16]]
+    for spelling in spellings:
+        if all(_accepts(member, spelling) for member in members):
+            return spelling
+    return spellings[0]
+
+
+def _accepts(shape: Shape, value: str) -> bool:
+    low, high = shape.metadata.get("min", 0), shape.metadata.get("max", len(value))
+    pattern = shape.metadata.get("pattern")
+    fits_pattern = pattern is None or compile_java_pattern(pattern).fullmatch(value) is not None
+    return low <= len(value) <= high and fits_pattern
+
+
 def placeholder(shape: Shape) -> Any:  # noqa: ANN401 - a value of the shape's type
     """A value of `shape`'s type, for a required member whose value no caller looks at."""
+    if shape.type_name == "structure" and shape.metadata.get("union"):
+        name, member = next(iter(shape.members.items()))  # a union carries exactly one member
+        return {name: placeholder(member)}
     if shape.type_name == "structure":
         return {name: placeholder(shape.members[name]) for name in shape.required_members}
     if shape.type_name == "list":

@@ -6,12 +6,14 @@ import random
 from typing import TYPE_CHECKING
 
 from dispatcher.emulator.faults import NO_FAULTS, CallPlan, FaultPolicy, FaultSettings
+from dispatcher.emulator.followed import FollowedJobs
 from dispatcher.emulator.jobs import CallLog, JobStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from dispatcher.emulator.catalog import EmulatedOperation
+    from dispatcher.emulator.catalog import EmulatedOperation, ModeledOperation
+    from dispatcher.emulator.lifecycle import LifecycleSettings
 
 CALL_LOG_LIMIT = 10_000
 """Calls kept in the log; older ones are evicted (`total` still counts them)."""
@@ -26,9 +28,18 @@ class FaultConfigError(ValueError):
 class EmulatorState:
     """The state the request handlers and the control API share (one event loop, no locks)."""
 
-    def __init__(self, operations: Iterable[EmulatedOperation], faults: Mapping[str, FaultSettings]) -> None:
-        """Serve `operations` with the start-up `faults` (routing key -> settings)."""
+    def __init__(
+        self,
+        operations: Iterable[EmulatedOperation],
+        faults: Mapping[str, FaultSettings],
+        lifecycle: Mapping[str, LifecycleSettings] | None = None,
+    ) -> None:
+        """Serve `operations` and their Describe calls with the start-up `faults` and `lifecycle`.
+
+        Both map routing keys to settings; raises `FaultConfigError` or `LifecycleConfigError`.
+        """
         self.operations = {operation.routing_key: operation for operation in operations}
+        self.followed = FollowedJobs(self.operations.values(), lifecycle or {})
         self.jobs = JobStore(MAX_REMEMBERED_TOKENS)
         self.calls = CallLog(CALL_LOG_LIMIT)
         self.rng = random.Random()  # noqa: S311 - dice for faults, not secrets; tests may seed it
@@ -60,15 +71,17 @@ class EmulatorState:
         return NO_FAULTS if policy is None else policy.plan(now, self.rng)
 
     def reset(self) -> None:
-        """Back to start-up: no jobs, no calls, the start-up faults with full token buckets."""
+        """Back to start-up: no jobs, no calls, the start-up faults and lifecycle settings."""
         self.jobs.clear()
+        self.followed.reset()
         self.calls.clear()
         self.replace_faults(self._startup_faults)
 
-    def _operation(self, routing_key: str) -> EmulatedOperation:
-        operation = self.operations.get(routing_key)
+    def _operation(self, routing_key: str) -> ModeledOperation:
+        """A start operation or a Describe call, which take faults alike."""
+        operation = self.operations.get(routing_key) or self.followed.companions.get(routing_key)
         if operation is None:
-            known = ", ".join(self.operations)
+            known = ", ".join([*self.operations, *self.followed.companions])
             msg = f"the emulator serves no operation {routing_key!r} (it serves {known})"
             raise FaultConfigError(msg)
         return operation
