@@ -122,16 +122,19 @@ def topology() -> None:
 
 @app.command()
 def schema(
-    kind: Annotated[str, typer.Argument(help="`job` (the job message) or `result`.")] = "job",
+    kind: Annotated[
+        str, typer.Argument(help="`job` (the job message), `result`, or `completion` (a followed job's end).")
+    ] = "job",
 ) -> None:
-    """Print the JSON Schema of the job message (or of the result message)."""
+    """Print the JSON Schema of the job message (or of the result or completion message)."""
     from dispatcher.registry import default_registry  # noqa: PLC0415
-    from dispatcher.schema import job_schema, result_schema  # noqa: PLC0415
+    from dispatcher.schema import completion_schema, job_schema, result_schema  # noqa: PLC0415
 
-    if kind not in {"job", "result"}:
-        msg = f"unknown schema {kind!r}: use `job` or `result`"
+    schemas = {"job": lambda: job_schema(default_registry()), "result": result_schema, "completion": completion_schema}
+    if kind not in schemas:
+        msg = f"unknown schema {kind!r}: use `job`, `result` or `completion`"
         raise UsageError(msg)
-    document = job_schema(default_registry()) if kind == "job" else result_schema()
+    document = schemas[kind]()
     sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 

@@ -85,21 +85,22 @@ class Follower:
 
     async def chain_for(
         self, arrival: Arrival, job: Job, started: StartedEntry, *, deduplicated: bool
-    ) -> PollLater | None:
-        """The first follow message of a started job that asked to be followed, if it needs one.
+    ) -> tuple[bool, PollLater | None]:
+        """Whether a started job that asked to be followed is followed, and its first follow message.
 
-        A redelivered start whose chain was already published gets none: its completion result
-        comes from that chain.
+        A redelivered start whose chain was already published is followed without a new message:
+        its completion result comes from that chain. A start answer without the job's identifiers
+        (not shaped as botocore's model says) cannot be followed: its result says so by omission.
         """
         companion = job.operation.companion
         if job.follow is None or companion is None:
-            return None
+            return False, None
         if deduplicated and await self.marks.followed(job.job_id):
-            return None
+            return True, None
         aws_job = companion.identifiers(job.request, started.response)
         if aws_job is None:
             log.error("follow_impossible_no_identifiers", describe=companion.operation)
-            return None
+            return False, None
         started_at = datetime.now(UTC)
         state = FollowState(
             job_id=job.job_id,
@@ -115,7 +116,7 @@ class Follower:
             correlation_id=arrival.correlation_id or arrival.message_id or job.job_id,
             traceparent=arrival.traceparent,
         )
-        return self._later(state, 0)
+        return True, self._later(state, 0)
 
     async def poll(self, arrival: Arrival) -> Outcome:
         """Poll the job of one follow message once, and decide what comes of it."""

@@ -143,8 +143,8 @@ class Pipeline:
         result = _result(arrival, job, SUCCEEDED, started.attempts, started=started, deduplicated=deduplicated)
         if job.follow is None or self._follower is None:
             return Succeeded(result)
-        chain = await self._follower.chain_for(arrival, job, started, deduplicated=deduplicated)
-        return Succeeded(replace(result, following=True), chain)
+        following, chain = await self._follower.chain_for(arrival, job, started, deduplicated=deduplicated)
+        return Succeeded(replace(result, following=following), chain)
 
     async def _before_call(self, arrival: Arrival, job: Job, state: RetryState) -> Claim | Outcome:
         """The ledger claim for a call now, or the outcome that makes a call needless or unsafe."""

@@ -25,6 +25,8 @@ from pydantic import TypeAdapter
 from dispatcher.aws_regex import UnsupportedJavaRegexError, _Piece, _Translator, anchored
 from dispatcher.envelope import JobMessage
 from dispatcher.errors import Category
+from dispatcher.operations import JobOutcome
+from dispatcher.results import FINISHED, PROGRESS
 
 if TYPE_CHECKING:
     from dispatcher.aws_regex import _Ranges
@@ -205,6 +207,106 @@ def result_schema() -> dict[str, Any]:
                 "description": "True when AWS had already started this job and the result was published again.",
             },
             "traceparent": {"type": "string"},
+            "following": {
+                "type": "boolean",
+                "description": "True when the job is followed: a completion result (`<service>.<Operation>.finished`) "
+                "comes when AWS reports its end.",
+            },
         },
         "additionalProperties": False,
     }
+
+
+def completion_schema() -> dict[str, Any]:
+    """The completion and progress messages of a followed job (contract section 8), as `Completion` writes them."""
+    timestamp = {"type": "string", "format": "date-time"}
+    strings = {"type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": "urn:job-dispatcher:completion:v1",
+        "title": "Completion",
+        "description": (
+            "The end (phase `finished`) or a status change (phase `progress`) of a followed job, published to "
+            "dispatcher.results with routing key `<service>.<Operation>.<phase>` and to reply_to."
+        ),
+        "type": "object",
+        "required": [
+            "job_id",
+            "service",
+            "operation",
+            "metadata",
+            "phase",
+            "job_status",
+            "describe",
+            "aws_job",
+            "polls",
+            "started_at",
+            "finished_at",
+        ],
+        "properties": {
+            "job_id": {"type": "string"},
+            "service": {"type": "string"},
+            "operation": {"type": "string", "description": "The start operation, as in the job."},
+            "metadata": strings,
+            "phase": {"enum": [FINISHED, PROGRESS]},
+            "job_status": {
+                "type": ["string", "null"],
+                "description": "AWS's own last status, verbatim; null when no Describe call was answered.",
+            },
+            "describe": {
+                "type": ["object", "null"],
+                "description": "The last Describe/Get response without ResponseMetadata, timestamps as RFC 3339; "
+                "null when no Describe call was answered.",
+            },
+            "aws_job": {**strings, "description": "The identifiers the Describe/Get call used."},
+            "polls": {"type": "integer", "minimum": 0, "description": "Describe/Get calls made for the job."},
+            "started_at": {**timestamp, "description": "When AWS accepted the job."},
+            "finished_at": {**timestamp, "description": "When the terminal status (or the status change) was seen."},
+            "job_outcome": {
+                "enum": [str(outcome) for outcome in JobOutcome],
+                "description": "How the job ended; only in phase `finished`.",
+            },
+            "warning": {
+                "type": "string",
+                "description": "AWS reported a success with a warning (M2 `Succeeded With Warning`, DataZone "
+                "`PARTIALLY_SUCCEEDED`): read `describe`.",
+            },
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                "additionalProperties": False,
+                "description": "Why the follow ended `unknown`: the last Describe/Get error.",
+            },
+            "traceparent": {"type": "string"},
+        },
+        "additionalProperties": False,
+        "allOf": [
+            _when({"phase": {"const": FINISHED}}, then={"required": ["job_outcome"]}),
+            _when(
+                {"phase": {"const": PROGRESS}},
+                then={"not": {"anyOf": [{"required": [name]} for name in ("job_outcome", "warning", "error")]}},
+            ),
+            _when(
+                {"job_outcome": {"const": str(JobOutcome.UNKNOWN)}},
+                then={"required": ["error"]},
+                otherwise={"not": {"required": ["error"]}},
+            ),
+            _when(
+                {"job_outcome": {"const": str(JobOutcome.SUCCEEDED)}},
+                otherwise={"not": {"required": ["warning"]}},
+            ),
+        ],
+    }
+
+
+def _when(
+    properties: dict[str, Any], *, then: dict[str, Any] | None = None, otherwise: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`if` the named properties are present and match `properties`, `then`, else `otherwise`."""
+    condition: dict[str, Any] = {"if": {"required": list(properties), "properties": properties}}
+    if then is not None:
+        condition["then"] = then
+    if otherwise is not None:
+        condition["else"] = otherwise
+    return condition

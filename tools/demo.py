@@ -1,8 +1,9 @@
 """`make demo`: the emulator and a worker on local defaults, one job per operation plus a bad one.
 
 Starts `dispatcher emulator` and `dispatcher run` as real processes against the local RabbitMQ,
-submits the jobs through the Python client, prints each result and the dead letter, then stops
-both processes with SIGTERM (the worker drains and exits 0).
+submits the jobs through the Python client, prints each result and the dead letter, follows one
+job to its end (the emulator's jobs run for 5 s; the demo polls every second or two instead of the
+default 5 s and more), then stops both processes with SIGTERM (the worker drains and exits 0).
 """
 
 from __future__ import annotations
@@ -81,6 +82,25 @@ async def submit_all() -> tuple[list[dict[str, object]], dict[str, object]]:
     return results, bad_result
 
 
+async def follow_one() -> tuple[list[str], dict[str, object] | None]:
+    """One M2 job followed to its end: the statuses it went through, and its completion result."""
+    statuses: list[str] = []
+
+    def show(progress: dict[str, object]) -> None:
+        statuses.append(str(progress["job_status"]))
+        console.print(f"followed job: AWS status {progress['job_status']}")
+
+    job = JobRequest(
+        service="m2",
+        operation="StartBatchJob",
+        params=EXAMPLE_PARAMS["m2.StartBatchJob"],
+        job_id=f"demo-followed-{uuid.uuid4().hex[:8]}",
+    )
+    async with DispatcherClient(AMQP_URL) as client:
+        followed = await client.submit_and_follow(job, timeout_s=60, on_status=show)
+    return statuses, followed.completion
+
+
 async def dead_letter_of(job_id: str) -> dict[str, object] | None:
     """The demo's dead letter, read the way `dispatcher dlq show` reads it (the queue is left as it was)."""
     stamper = Stamper.from_settings(Settings(amqp_url=AMQP_URL))
@@ -105,6 +125,7 @@ def main() -> int:
         "AWS_REGION": "us-east-1",
         "DISPATCHER_HTTP_PORT": str(http_port),
         "DISPATCHER_LOG_FORMAT": "console",
+        "DISPATCHER_FOLLOW_POLL_DELAYS": "1,2",
     }
     dispatcher = [sys.executable, "-m", "dispatcher"]
     emulator = subprocess.Popen([*dispatcher, "emulator", "--port", str(emulator_port)], env=env)
@@ -115,6 +136,7 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{http_port}/readyz")
         results, bad_result = asyncio.run(submit_all())
         dead = asyncio.run(dead_letter_of(str(bad_result["job_id"])))
+        statuses, completion = asyncio.run(follow_one())
     finally:
         for process in (worker, emulator):
             if process is not None:
@@ -137,7 +159,10 @@ def main() -> int:
     console.print(table)
     console.print("[bold]dead letter[/bold] (in dispatcher.dead, see `dispatcher dlq list`):")
     console.print_json(data=dead)
+    console.print(f"[bold]followed job[/bold]: went through {' -> '.join(statuses)}; its completion result:")
+    console.print_json(data=completion)
     ok = all(r["outcome"] == "succeeded" for r in results) and bad_result["outcome"] == "failed" and dead is not None
+    ok = ok and completion is not None and completion["job_outcome"] == "succeeded"
     console.print(f"worker exited with {worker_code} after draining")
     return 0 if ok and worker_code == 0 else 1
 
