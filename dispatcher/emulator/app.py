@@ -58,7 +58,7 @@ def create_app(
     app.add_routes(control_routes(state))
     app.add_routes(job_control_routes(state))
     served: list[tuple[ModeledOperation, Handler]] = [
-        *((operation, partial(answer_call, state, operation)) for operation in state.operations.values()),
+        *((operation, _start_handler(state, operation)) for operation in state.operations.values()),
         *((companion, partial(answer_describe, state, companion)) for companion in state.followed.companions.values()),
     ]
     json_handlers: dict[str, tuple[ModeledOperation, Handler]] = {}
@@ -70,6 +70,15 @@ def create_app(
     if json_handlers:
         app.router.add_post("/", _json_protocol_handler(json_handlers))
     return app
+
+
+def _start_handler(state: EmulatorState, operation: EmulatedOperation) -> Handler:
+    """Looks `answer_call` up per call, so a test can wrap it in a running emulator (tests/faults)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await answer_call(state, operation, request)
+
+    return handle
 
 
 @dataclass(frozen=True, slots=True)

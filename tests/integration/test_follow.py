@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import uuid
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -358,3 +359,26 @@ def _close_worker_connections(vhost: str) -> None:
     ctl = shutil.which("rabbitmqctl")
     assert ctl is not None
     subprocess.run([ctl, "close_all_connections", "-p", vhost, "test: connection loss"], check=True, timeout=60)
+
+
+async def test_two_workers_share_the_describe_limit_through_redis(start_worker, broker, emulator, redis_url):
+    """With Redis, polls of every replica together stay within one Describe limit, apart from the starts'."""
+    await set_lifecycle(emulator, M2, duration_s=2.0)
+    shared = {"redis_url": redis_url, "follow_rate_limits": {DESCRIBE_M2: {"rate": 4, "burst": 1}}}
+    await start_worker(**shared)
+    await start_worker(**shared)
+    job_ids = [new_id() for _ in range(16)]
+    for job_id in job_ids:
+        await broker.publish(example_job(M2, job_id, follow=True), M2)
+    by_job = await completions(broker, job_ids, timeout_s=90)
+    assert {finished_of(by_job[job_id])[0]["job_outcome"] for job_id in job_ids} == {"succeeded"}
+    times = sorted(
+        datetime.fromisoformat(c["received_at"]).timestamp() for c in emulator.state.calls.to_json(DESCRIBE_M2)
+    )
+    assert len(times) >= len(job_ids)
+    # Any 2 s window holds at most rate * 2 + burst polls, whichever replica made them.
+    most = max(sum(1 for t in times if start <= t < start + 2.0) for start in times)
+    assert most <= 4 * 2 + 1, most
+    # The start limit is untouched by polls: all 16 starts went out at once.
+    starts = [datetime.fromisoformat(c["received_at"]).timestamp() for c in emulator.state.calls.to_json(M2)]
+    assert max(starts) - min(starts) < 2.0

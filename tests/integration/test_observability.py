@@ -80,7 +80,7 @@ async def test_metrics_move_when_jobs_flow(start_worker, broker):
     assert _sample("dispatcher_dead_letters_total", operation=M2, category="malformed") == before_dead + 1
     assert _sample("dispatcher_aws_call_duration_seconds_count", operation=M2, status="200") == before_calls + 1
     assert _sample("dispatcher_jobs_in_flight", operation=M2) == 0
-    assert _sample("dispatcher_consumers_attached") == 6
+    assert _sample("dispatcher_consumers_attached") == 11  # five operations, triage, five follow queues
     assert _sample("dispatcher_rate_limit_rate", operation=M2) > 0
 
 
