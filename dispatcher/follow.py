@@ -129,7 +129,7 @@ class Follower:
         if operation is None or operation.companion is None:
             return DeadLetter(InvalidJob("UnreadableFollow", f"no operation {state.routing_key} to follow"), None, 0)
         if datetime.now(UTC) >= state.deadline:
-            return self._finished(state, operation, JobOutcome.TIMED_OUT)
+            return self._finished(state, JobOutcome.TIMED_OUT)
         label = operation.spec.companion_routing_key or ""
         limiter = self._limiters[(label, state.region)]
         try:
@@ -167,7 +167,7 @@ class Follower:
         if outcome is not None:
             metrics.FOLLOW_POLLS.labels(label, "ended").inc()
             warning = f"AWS reported {status}" if status in companion.warnings else None
-            return self._finished(state, operation, outcome, warning=warning)
+            return self._finished(state, outcome, warning=warning)
         metrics.FOLLOW_POLLS.labels(label, "running").inc()
         if changed:
             log.info("followed_job_status", job_status=status, polls=state.polls)
@@ -194,7 +194,7 @@ class Follower:
                 f"{failures} times in a row, last with {error.code}: {error.message} (check the worker's IAM "
                 f"permission for it and that the job exists in {state.region}; the AWS job itself was left alone)"
             )
-            return self._finished(state, operation, JobOutcome.UNKNOWN, error={"code": error.code, "message": message})
+            return self._finished(state, JobOutcome.UNKNOWN, error={"code": error.code, "message": message})
         return self._later(state, state.step + 1)
 
     def _later(self, state: FollowState, step: int, progress: Completion | None = None) -> PollLater:
@@ -204,21 +204,12 @@ class Follower:
     def _finished(
         self,
         state: FollowState,
-        operation: Operation,
         outcome: JobOutcome,
         *,
         warning: str | None = None,
         error: dict[str, str] | None = None,
     ) -> Finished:
-        completion = self._completion(state, FINISHED, outcome=outcome, warning=warning, error=error)
-        log.info(
-            "follow_finished",
-            job_outcome=str(outcome),
-            job_status=state.job_status,
-            polls=state.polls,
-            operation=operation.routing_key,
-        )
-        return Finished(completion, state)
+        return Finished(self._completion(state, FINISHED, outcome=outcome, warning=warning, error=error), state)
 
     def _completion(
         self,

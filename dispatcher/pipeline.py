@@ -20,7 +20,7 @@ from dispatcher.ledger import Claim, ClaimState, Finish, LedgerUnavailable, Star
 from dispatcher.outcome import DeadLetter, Outcome, Requeue, RetryLater, Succeeded
 from dispatcher.results import FAILED, SUCCEEDED, Result
 from dispatcher.retry import RetrySchedule, RetryState, jitter_s
-from dispatcher.triage import job_id_of
+from dispatcher.triage import job_id_of, latest_death, triage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,6 +51,14 @@ class Arrival:
 
 
 @dataclass(frozen=True, slots=True)
+class TriageQueues:
+    """The queues whose dead letters triage believes: each operation's work queue and follow queue."""
+
+    job_queues: Mapping[str, str]  # queue name -> routing key
+    follow_queues: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class JobPolicy:
     """The knobs of the pipeline, from the settings."""
 
@@ -76,9 +84,11 @@ class Pipeline:
         policy: JobPolicy,
         draining: asyncio.Event,
         follower: Follower | None = None,
+        triage_queues: TriageQueues | None = None,
     ) -> None:
         self._decoder = decoder
         self._follower = follower
+        self._triage_queues = triage_queues or TriageQueues({}, {})
         self._aws = aws
         self._limiters = limiters
         self._ledger = ledger
@@ -97,6 +107,21 @@ class Pipeline:
             return _dead_letter(replace(arrival, message_id=body_job_id or arrival.message_id), None, error, state)
         structlog.contextvars.bind_contextvars(job_id=job.job_id)
         return await self._attempt(arrival, job, state)
+
+    def triage(self, arrival: Arrival, *, dead_lettered: bool) -> DeadLetter:
+        """A dead letter the broker made (or an unroutable job), stamped like the pipeline's own.
+
+        Only the broker's dead-lettering delivers through the triage exchange; a message that
+        reached triage through the alternate exchange carries nothing but what its publisher wrote.
+        """
+        queues = self._triage_queues
+        believed = {**queues.job_queues, **queues.follow_queues}
+        error = triage(arrival.headers, arrival.routing_key, believed, dead_lettered=dead_lettered)
+        if dead_lettered and latest_death(arrival.headers.get("x-death")).get("queue") in queues.follow_queues:
+            # A follow message, not a job: its job was started, so no failed result may say otherwise.
+            return DeadLetter(error, None, 0)
+        body_job_id = job_id_of(arrival.body, self._decoder.max_message_bytes)
+        return _dead_letter(replace(arrival, message_id=body_job_id or arrival.message_id), None, error, arrival.state)
 
     async def _attempt(self, arrival: Arrival, job: Job, state: RetryState) -> Outcome:
         label = job.operation.routing_key
@@ -211,7 +236,6 @@ class Pipeline:
     async def _retry(self, job: Job, state: RetryState, error: JobError, delay_s: float, *, spend: bool) -> Outcome:
         """A durable retry; the short jitter pause is cut short if the worker is shutting down."""
         await self._waits.unless_draining(asyncio.sleep(jitter_s(delay_s, self._policy.retry_jitter), result=True))
-        log.info("retry_scheduled", delay_s=delay_s, error_code=error.code, attempts=state.attempts)
         return RetryLater(delay_s, state.spent() if spend else state, error, job.job_id)
 
     def interrupt_waits(self) -> None:

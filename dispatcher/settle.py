@@ -20,7 +20,7 @@ import structlog
 from aio_pika import DeliveryMode, Message
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, MessageProcessError
 
-from dispatcher import amqp_values, metrics
+from dispatcher import amqp_values
 from dispatcher.outcome import DeadLetter, Finished, PollLater, Requeue, RetryLater, Succeeded
 from dispatcher.publisher import PublishFailed, publish_confirmed
 from dispatcher.results import Completion, Result, rfc3339
@@ -75,12 +75,11 @@ class Settler:
         self._results_mandatory = results_queue_enabled
         self._marks = marks
 
-    async def settle(self, message: AbstractIncomingMessage, outcome: Outcome, label: str) -> bool:
-        """Act on the outcome; True if the delivery was acked (the job is done here). Never raises."""
+    async def settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> Settlement:
+        """Act on the outcome and say what was done. Never raises."""
         exchanges = next(self._channels)
         if isinstance(outcome, Requeue):
-            await _nack(message, label)
-            return False
+            return Settlement(published=False, acked=False, ack_lost=not await _nack(message), requeued=outcome.reason)
         try:
             try:
                 await self._publish(exchanges, _Copier(message, outcome), outcome)
@@ -90,17 +89,16 @@ class Settler:
                 log.exception("settlement_failed_settling_a_safe_copy", error=repr(exc))
                 await self._publish(exchanges, _Copier(message, outcome, safe_reason=repr(exc)), outcome)
         except PublishFailed as exc:
-            log.warning("publish_failed_requeueing", error=str(exc))
-            await _nack(message, label)
-            return False
-        except Exception:
+            reason = f"publish not confirmed: {exc}"
+        except Exception as exc:
             log.exception("safe_copy_failed_requeueing")
-            await _nack(message, label)
-            return False
-        _count(outcome, label)
-        if isinstance(outcome, Succeeded) and outcome.follow is not None and self._marks is not None:
-            await self._marks.mark(outcome.follow.state.job_id)
-        return await _ack(message, label)
+            reason = f"even the safe copy failed: {exc!r}"
+        else:
+            if isinstance(outcome, Succeeded) and outcome.follow is not None and self._marks is not None:
+                await self._marks.mark(outcome.follow.state.job_id)
+            acked = await _ack(message)
+            return Settlement(published=True, acked=acked, ack_lost=not acked)
+        return Settlement(published=False, acked=False, ack_lost=not await _nack(message), requeued=reason)
 
     async def _publish(self, exchanges: Exchanges, copier: _Copier, outcome: Outcome) -> None:
         """Build every message first, so a copy that cannot be built fails before anything is sent."""
@@ -185,6 +183,20 @@ class Settler:
         elif reply_to is not None:
             publishes.append(_Publish(exchanges.default, message, reply_to, is_reply=True))
         return publishes
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What settling a delivery did: the outcome's messages published, and the delivery acked or handed back.
+
+    `requeued` says why the delivery went back to the broker (it is redelivered); `ack_lost` that
+    the channel was gone when it was acked or nacked (the broker redelivers it anyway).
+    """
+
+    published: bool
+    acked: bool
+    ack_lost: bool = False
+    requeued: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,35 +295,19 @@ def _job_id(outcome: Outcome) -> str | None:
     return None
 
 
-def _count(outcome: Outcome, label: str) -> None:
-    if isinstance(outcome, RetryLater):
-        metrics.RETRIES.labels(label).inc()
-    elif isinstance(outcome, DeadLetter):
-        metrics.DEAD_LETTERS.labels(label, str(outcome.error.category)).inc()
-    elif isinstance(outcome, Succeeded) and outcome.follow is not None:
-        metrics.FOLLOWS_STARTED.labels(label).inc()
-    elif isinstance(outcome, Finished):
-        completion = outcome.completion
-        job_outcome = completion.job_outcome or ""
-        metrics.FOLLOWS_ENDED.labels(outcome.state.routing_key, job_outcome).inc()
-        metrics.FOLLOW_DURATION_SECONDS.labels(outcome.state.routing_key, job_outcome).observe(
-            (completion.finished_at - completion.started_at).total_seconds()
-        )
-
-
-async def _ack(message: AbstractIncomingMessage, label: str) -> bool:
+async def _ack(message: AbstractIncomingMessage) -> bool:
+    """True if the ack went out; False when the channel is gone (the broker redelivers)."""
     try:
         await message.ack()
-    except SETTLE_ERRORS as exc:
-        metrics.ACKS_LOST.labels(label).inc()
-        log.warning("ack_lost_will_be_redelivered", error=repr(exc))
+    except SETTLE_ERRORS:
         return False
     return True
 
 
-async def _nack(message: AbstractIncomingMessage, label: str) -> None:
+async def _nack(message: AbstractIncomingMessage) -> bool:
+    """True if the nack went out; False when the channel is gone (the broker redelivers)."""
     try:
         await message.nack(requeue=True)
-    except SETTLE_ERRORS as exc:
-        metrics.ACKS_LOST.labels(label).inc()
-        log.warning("nack_lost_will_be_redelivered", error=repr(exc))
+    except SETTLE_ERRORS:
+        return False
+    return True

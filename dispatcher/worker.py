@@ -23,23 +23,22 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from dispatcher import amqp_values, metrics
+from dispatcher.accounting import account
 from dispatcher.aws import AwsClients
 from dispatcher.envelope import Decoder, FollowDefaults
 from dispatcher.follow import Follower, FollowPolicy
 from dispatcher.follow_marks import ChainMarks
 from dispatcher.ledger import Ledger, LocalLedger
 from dispatcher.ledger_redis import RedisLedger
-from dispatcher.outcome import DeadLetter, Finished, PollLater, Requeue, RetryLater, Succeeded
-from dispatcher.pipeline import Arrival, JobPolicy, Pipeline
+from dispatcher.outcome import Requeue
+from dispatcher.pipeline import Arrival, JobPolicy, Pipeline, TriageQueues
 from dispatcher.ratelimit import AdaptiveLimiter, Limiter, Limiters
 from dispatcher.ratelimit_redis import SharedLimiter
 from dispatcher.refusals import broker_refusal
-from dispatcher.results import FAILED, Result
 from dispatcher.retry import RetrySchedule, RetryState
 from dispatcher.settle import Exchanges, Settler
 from dispatcher.stamps import SIGNATURE_HEADER, Stamper
 from dispatcher.topology import Names, declare_for, poll_schedule
-from dispatcher.triage import job_id_of, latest_death, triage
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
@@ -129,6 +128,7 @@ class Worker:
             ),
             self._draining,
             self.follower,
+            TriageQueues(self._job_queues, self._follow_queues),
         )
 
     def _limiter(self, routing_key: str, region: str) -> Limiter:
@@ -307,10 +307,11 @@ class Worker:
     async def _handle(self, session: Session, message: AbstractIncomingMessage, label: str) -> None:
         started_at = datetime.now(UTC)
         metrics.IN_FLIGHT.labels(label).inc()
+        outcome: Outcome
         try:
             arrival = self._arrival(message, started_at, label)
             if label == TRIAGE_LABEL:
-                outcome = self._triage(arrival, dead_lettered=message.exchange == self.names.triage)
+                outcome = self.pipeline.triage(arrival, dead_lettered=message.exchange == self.names.triage)
             elif label.endswith(FOLLOW_LABEL_SUFFIX):
                 outcome = await self.follower.poll(arrival)
             else:
@@ -320,8 +321,8 @@ class Worker:
             outcome = Requeue("the worker failed on this job; its delivery limit will dead-letter it")
         finally:
             metrics.IN_FLIGHT.labels(label).dec()
-        acked = await session.settler.settle(message, outcome, label)
-        _log_outcome(outcome, label, acked=acked, started_at=started_at)
+        settlement = await session.settler.settle(message, outcome)
+        account(outcome, settlement, label, round((datetime.now(UTC) - started_at).total_seconds() * 1000, 1))
 
     def _arrival(self, message: AbstractIncomingMessage, received_at: datetime, label: str) -> Arrival:
         """What the pipeline reads of a delivery, with retry state only if a worker signed it."""
@@ -343,28 +344,6 @@ class Worker:
             reply_to=amqp_values.optional_short_string(message.reply_to),
             correlation_id=amqp_values.optional_short_string(message.correlation_id),
         )
-
-    def _triage(self, arrival: Arrival, *, dead_lettered: bool) -> Outcome:
-        # Only the broker's dead-lettering delivers through the triage exchange; a message that
-        # reached triage through the alternate exchange carries nothing but what its publisher wrote.
-        queues = {**self._job_queues, **self._follow_queues}
-        error = triage(arrival.headers, arrival.routing_key, queues, dead_lettered=dead_lettered)
-        if dead_lettered and latest_death(arrival.headers.get("x-death")).get("queue") in self._follow_queues:
-            # A follow message, not a job: its job was started, so no failed result may say otherwise.
-            return DeadLetter(error, None, 0)
-        service, _, operation = arrival.routing_key.partition(".")
-        result = Result(
-            job_id=job_id_of(arrival.body, self.settings.max_message_bytes) or arrival.message_id,
-            service=service or None,
-            operation=operation or None,
-            outcome=FAILED,
-            started_at=arrival.received_at,
-            finished_at=datetime.now(UTC),
-            attempts=arrival.state.attempts,
-            error=error,
-            traceparent=arrival.traceparent,
-        )
-        return DeadLetter(error, result, arrival.state.attempts)
 
     async def _drain(self) -> None:
         """Stop consuming, then wait for in-flight jobs; what cannot finish is redelivered."""
@@ -411,56 +390,3 @@ def _redis(settings: Settings, operations: int) -> Redis:
         retry=Retry(NoBackoff(), 0),
     )
     return Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
-
-
-def _log_outcome(outcome: Outcome, label: str, *, acked: bool, started_at: datetime) -> None:
-    """The one canonical line per job outcome; job_id and operation come from the bound context."""
-    duration_ms = round((datetime.now(UTC) - started_at).total_seconds() * 1000, 1)
-    if isinstance(outcome, Requeue):
-        log.info("job_requeued", reason=outcome.reason, duration_ms=duration_ms)
-    elif isinstance(outcome, PollLater):
-        log.debug("poll_scheduled", delay_s=outcome.delay_s, polls=outcome.state.polls, acked=acked)
-    elif isinstance(outcome, Finished):
-        log.info(
-            "follow_settled",
-            job_outcome=outcome.completion.job_outcome,
-            job_status=outcome.completion.job_status,
-            polls=outcome.completion.polls,
-            acked=acked,
-        )
-    elif isinstance(outcome, RetryLater):
-        log.info(
-            "job_retry_scheduled",
-            delay_s=outcome.delay_s,
-            error_code=outcome.error.code,
-            attempts=outcome.state.attempts,
-            acked=acked,
-            duration_ms=duration_ms,
-        )
-    elif isinstance(outcome, DeadLetter):
-        if outcome.result is not None:
-            metrics.JOBS.labels(label, FAILED).inc()
-        log.info(
-            "job_settled",
-            outcome="dead_lettered",
-            category=str(outcome.error.category),
-            error_code=outcome.error.code,
-            error=outcome.error.message,
-            attempts=outcome.attempts,
-            aws_request_id=outcome.error.aws_request_id,
-            acked=acked,
-            duration_ms=duration_ms,
-        )
-    elif isinstance(outcome, Succeeded):
-        result = outcome.result
-        metrics.JOBS.labels(label, result.outcome).inc()
-        log.info(
-            "job_settled",
-            outcome=result.outcome,
-            attempts=result.attempts,
-            aws_request_id=result.aws_request_id,
-            deduplicated=result.deduplicated,
-            following=outcome.follow is not None,
-            acked=acked,
-            duration_ms=duration_ms,
-        )
