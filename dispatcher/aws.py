@@ -6,7 +6,7 @@ import asyncio
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -34,6 +34,22 @@ class AwsAnswer:
     request_id: str | None
     http_status: int | None
     duration_s: float
+
+
+class AwsCaller(Protocol):
+    """What the pipeline and the follower need of AWS: one call, and botocore's model to classify its failure."""
+
+    async def start(self, job: Job) -> AwsAnswer:
+        """Call AWS once to start the job."""
+        ...
+
+    async def call(self, service: str, operation: str, region: str, request: dict[str, Any]) -> AwsAnswer:
+        """Call an operation once."""
+        ...
+
+    def operation_model(self, service: str, operation: str, region: str) -> OperationModel:
+        """botocore's model of an operation."""
+        ...
 
 
 class AwsClients:

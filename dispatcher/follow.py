@@ -27,7 +27,7 @@ from dispatcher.results import FINISHED, PROGRESS, Completion
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from dispatcher.aws import AwsClients
+    from dispatcher.aws import AwsCaller
     from dispatcher.envelope import Job
     from dispatcher.ledger import StartedEntry
     from dispatcher.operations import Companion, Operation
@@ -68,7 +68,7 @@ class Follower:
     def __init__(
         self,
         registry: Registry,
-        aws: AwsClients,
+        aws: AwsCaller,
         limiters: Mapping[tuple[str, str], Limiter],
         policy: FollowPolicy,
         stamper: Stamper,

@@ -25,7 +25,7 @@ from dispatcher.triage import job_id_of, latest_death, triage
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from dispatcher.aws import AwsClients
+    from dispatcher.aws import AwsCaller
     from dispatcher.envelope import Decoder, Job
     from dispatcher.follow import Follower
     from dispatcher.ledger import Ledger
@@ -78,7 +78,7 @@ class Pipeline:
     def __init__(
         self,
         decoder: Decoder,
-        aws: AwsClients,
+        aws: AwsCaller,
         limiters: Mapping[tuple[str, str], Limiter],
         ledger: Ledger,
         policy: JobPolicy,
