@@ -12,64 +12,15 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
+from dispatcher.cli_app import EXIT_OPERATIONAL, EXIT_USAGE, UsageError, _settings, _state, app, err
 from dispatcher.errors import JobError
 from dispatcher.refusals import broker_refusal
-
-app = typer.Typer(
-    name="dispatcher",
-    help="Start AWS jobs from RabbitMQ messages: validated, rate-limited, retried durably, never lost.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-err = Console(stderr=True)
-EXIT_OPERATIONAL = 1
-EXIT_USAGE = 2
-_state = {"debug": False}
-
-
-class UsageError(Exception):
-    """Raised for a command line or input that cannot work; exit code 2."""
-
-
-def _version(value: bool) -> None:  # noqa: FBT001 - typer's callback signature
-    if value:
-        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
-        try:
-            number = version("job-dispatcher")
-        except PackageNotFoundError:
-            number = "unknown"
-        sys.stdout.write(f"dispatcher {number}\n")
-        raise typer.Exit
-
-
-@app.callback()
-def _main(
-    *,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks on errors (before or after the command).")
-    ] = False,
-    version: Annotated[  # noqa: ARG001 - handled by its callback
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    _state["debug"] = debug
-
-
-def _settings(**overrides: Any) -> Any:  # noqa: ANN401 - Settings, imported late to keep --help fast
-    """The settings; a `ConfigError` (one sentence, exit 2) if they cannot work."""
-    from dispatcher.settings import load_settings  # noqa: PLC0415
-
-    return load_settings(**overrides)
 
 
 @app.command()
@@ -161,8 +112,6 @@ def emulator(
 
 def main() -> None:
     """Entry point: run the app and map errors to one sentence and an exit code."""
-    from dispatcher import cli_dlq, cli_submit  # noqa: F401, PLC0415 - register their commands
-
     # The commands report broker errors themselves, in one sentence; aiormq's own lines are noise.
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
@@ -208,3 +157,7 @@ def _sentence(exc: BaseException) -> str:
         return f"invalid configuration: {describe_errors(exc.errors(include_input=False))}"
     text = str(exc) or type(exc).__name__
     return text.rstrip(".")
+
+
+# After cli's own commands, so `--help` lists run, topology, schema and emulator first.
+from dispatcher import cli_dlq, cli_submit  # noqa: E402, F401 - their commands join the app

@@ -23,7 +23,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from dispatcher.cli import EXIT_OPERATIONAL, UsageError, _settings, app, err
+from dispatcher.cli_app import EXIT_OPERATIONAL, UsageError, _settings, app, err
 from dispatcher.errors import Category
 from dispatcher.stamps import Stamper
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
 
-    from dispatcher.dead_letters import DeadLetter, Identity, LetterFilter
+    from dispatcher.dead_letters import Identity, LetterFilter, StoredLetter
     from dispatcher.dlq import Browse, Decision, ReplayReport
 
 dlq_app = typer.Typer(
@@ -508,7 +508,7 @@ DECISION_COLUMNS = ("job id", "operation", "category", "error code", "replay", "
 PROSE_COLUMNS = frozenset({"message", "why"})  # the only ones wrapped, at spaces
 
 
-def print_letters(console: Console, letters: list[DeadLetter], now: datetime) -> None:
+def print_letters(console: Console, letters: list[StoredLetter], now: datetime) -> None:
     """The `list` table; tab-separated columns when not on a terminal."""
     rows = [
         [
@@ -573,7 +573,7 @@ def _print_rows(console: Console, columns: tuple[str, ...], rows: list[list[str]
         console.print()
 
 
-def _show(letter: DeadLetter) -> None:
+def _show(letter: StoredLetter) -> None:
     from dispatcher.dead_letters import json_ready  # noqa: PLC0415
 
     now = _now()

@@ -13,7 +13,7 @@ import orjson
 import typer
 from rich.progress import Progress
 
-from dispatcher.cli import EXIT_OPERATIONAL, UsageError, _settings, app, err
+from dispatcher.cli_app import EXIT_OPERATIONAL, UsageError, _settings, app, err
 
 WAIT_HELP = "Wait for the job's result (through reply_to) and print it; exit 1 if the job failed."
 FOLLOW_HELP = (

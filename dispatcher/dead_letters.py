@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 from aio_pika import DeliveryMode, Message
 
+from dispatcher import headers as names
 from dispatcher.errors import Category, JobError
-from dispatcher.stamps import DISPATCHER_HEADER_PREFIX, REPLAYS_HEADER
 from dispatcher.triage import EXPIRED_REASON, UNKNOWN_ROUTING_KEY_CODE, latest_death
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ PROPERTY_NAMES = (
     "user_id",
     "app_id",
 )
-Identity = tuple[str | None, str]  # (message_id, sha256 of the body), see DeadLetter.identity
+Identity = tuple[str | None, str]  # (message_id, sha256 of the body), see StoredLetter.identity
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -70,7 +70,7 @@ def parse_duration(text: str) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class StoredLetter:
     """One dead-lettered message: its body, headers, AMQP properties and the routing key it has now.
 
     `stamped` says a worker of this deployment signed its `x-dispatcher-*` headers (see
@@ -110,7 +110,7 @@ class DeadLetter:
     @property
     def original_routing_key(self) -> str:
         """Where the job was first published: replay sends it back there."""
-        return (self.stamped and self._text("original-routing-key")) or self.routing_key
+        return (self.stamped and self._text(names.ORIGINAL_ROUTING_KEY)) or self.routing_key
 
     @property
     def service(self) -> str:
@@ -127,14 +127,14 @@ class DeadLetter:
         """`x-dispatcher-category`; `unroutable` for a letter that expired in triage unstamped."""
         if self._unstamped_death() is not None:
             return Category.UNROUTABLE.value
-        return self._text("category") if self.stamped else UNVERIFIED
+        return self._text(names.CATEGORY) if self.stamped else UNVERIFIED
 
     @property
     def error_code(self) -> str:
         """`x-dispatcher-error-code`, or the code triage would have stamped."""
         if self._unstamped_death() is not None:
             return UNKNOWN_ROUTING_KEY_CODE
-        return self._text("error-code") if self.stamped else UNVERIFIED_CODE
+        return self._text(names.ERROR_CODE) if self.stamped else UNVERIFIED_CODE
 
     @property
     def error_message(self) -> str:
@@ -151,17 +151,17 @@ class DeadLetter:
                 "its x-dispatcher-* headers were not signed by a worker with this state secret: a publisher "
                 "wrote them, or DISPATCHER_STATE_SECRET differs from the workers'; nothing here acts on them"
             )
-        return self._text("error-message")
+        return self._text(names.ERROR_MESSAGE)
 
     @property
     def attempts(self) -> int:
         """AWS calls made for the job before it was dead-lettered."""
-        return _count(self.headers.get(f"{DISPATCHER_HEADER_PREFIX}attempts")) if self.stamped else 0
+        return _count(self.headers.get(names.ATTEMPTS)) if self.stamped else 0
 
     @property
     def replays(self) -> int:
         """How many times it was replayed already."""
-        return _count(self.headers.get(REPLAYS_HEADER))
+        return _count(self.headers.get(names.REPLAYS))
 
     @property
     def dead_lettered_at(self) -> datetime | None:
@@ -175,7 +175,7 @@ class DeadLetter:
             return None
         else:
             try:
-                moment = datetime.fromisoformat(self._text("dead-lettered-at"))
+                moment = datetime.fromisoformat(self._text(names.DEAD_LETTERED_AT))
             except ValueError:
                 return None
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -194,7 +194,7 @@ class DeadLetter:
             "error_code": self.error_code,
             "error_message": self.error_message,
             "attempts": self.attempts,
-            "dead_lettered_at": (self.stamped and self._text("dead-lettered-at")) or None,
+            "dead_lettered_at": (self.stamped and self._text(names.DEAD_LETTERED_AT)) or None,
             "age_s": self.age_s(now),
             "replays": self.replays,
             "message_id": self.properties.get("message_id"),
@@ -238,14 +238,14 @@ class DeadLetter:
         headers = {
             name: value
             for name, value in self.headers.items()
-            if not name.startswith((DISPATCHER_HEADER_PREFIX, *BROKER_HEADER_PREFIXES))
+            if not name.startswith((names.PREFIX, *BROKER_HEADER_PREFIXES))
         }
-        headers[REPLAYS_HEADER] = self.replays + 1
+        headers[names.REPLAYS] = self.replays + 1
         properties = {k: v for k, v in self.properties.items() if k not in {"expiration", "user_id", "delivery_mode"}}
         return Message(self.body, headers=headers, delivery_mode=DeliveryMode.PERSISTENT, **properties)
 
-    def _text(self, name: str) -> str:
-        return _header_text(self.headers.get(f"{DISPATCHER_HEADER_PREFIX}{name}"))
+    def _text(self, header: str) -> str:
+        return _header_text(self.headers.get(header))
 
     def _unstamped_death(self) -> dict[str, Any] | None:
         """The broker's latest `x-death` entry, for a letter that reached the DLQ without our headers.
@@ -305,7 +305,7 @@ class LetterFilter:
     older_than_s: float | None = None
     newer_than_s: float | None = None
 
-    def matches(self, letter: DeadLetter, now: datetime) -> bool:
+    def matches(self, letter: StoredLetter, now: datetime) -> bool:
         """True when the letter meets every criterion; an unreadable age meets no age criterion."""
         if self.services and letter.service not in self.services:
             return False
@@ -327,7 +327,7 @@ class LetterFilter:
         )
 
 
-def append_records(path: Path, letters: Iterable[DeadLetter]) -> None:
+def append_records(path: Path, letters: Iterable[StoredLetter]) -> None:
     """Append export records as JSON Lines and fsync, so they are on disk before anything is deleted."""
     with path.open("ab") as file:
         for letter in letters:
@@ -369,7 +369,7 @@ def read_identities(path: Path) -> Counter[Identity]:
     return identities
 
 
-def replay_blocker(letter: DeadLetter, decoder: Decoder, letter_filter: LetterFilter, *, force: bool) -> str | None:
+def replay_blocker(letter: StoredLetter, decoder: Decoder, letter_filter: LetterFilter, *, force: bool) -> str | None:
     """Why this dead letter must stay, or None to replay it.
 
     It stays when it would fail again as it is (the current schema, an expired `not_after`),

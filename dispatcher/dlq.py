@@ -28,7 +28,7 @@ import aio_pika
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity
 from aiormq.exceptions import ChannelLockedResource
 
-from dispatcher.dead_letters import DeadLetter, append_records, replay_blocker
+from dispatcher.dead_letters import StoredLetter, append_records, replay_blocker
 from dispatcher.publisher import PublishFailed, publish_confirmed
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from dispatcher.stamps import Stamper
 
     Progress: TypeAlias = Callable[[int, int], None]  # (examined, total), for a progress bar
-    Chunk: TypeAlias = "list[tuple[AbstractIncomingMessage, DeadLetter]]"
+    Chunk: TypeAlias = "list[tuple[AbstractIncomingMessage, StoredLetter]]"
 
 CHUNK_SIZE = 1000
 # A chunk is held unacked while it is processed; RabbitMQ closes the channel after consumer_timeout (30 min).
@@ -119,9 +119,9 @@ class _Scan:
         finally:
             await self._queue.cancel(consumer_tag)
         self.examined += len(messages)
-        return [(message, DeadLetter.from_message(message, self._stamper)) for message in messages]
+        return [(message, StoredLetter.from_message(message, self._stamper)) for message in messages]
 
-    def each(self, chunk: Chunk) -> Iterator[tuple[AbstractIncomingMessage, DeadLetter]]:
+    def each(self, chunk: Chunk) -> Iterator[tuple[AbstractIncomingMessage, StoredLetter]]:
         """The chunk's messages, each counted on the progress bar once it was handled."""
         for item in chunk:
             yield item
@@ -205,7 +205,7 @@ async def _scan(
 class Browse:
     """The dead letters that matched (for a purge: deleted), in queue order, and how many were read."""
 
-    letters: list[DeadLetter] = field(default_factory=list)
+    letters: list[StoredLetter] = field(default_factory=list)
     examined: int = 0
     busy: str | None = None  # set when letters may be held elsewhere: what was read is incomplete
 
@@ -238,7 +238,7 @@ WOULD_MOVE, KEPT, FAILED = "would move", "kept", "failed"
 class Decision:
     """What a replay did with one matching dead letter it did not move, and why."""
 
-    letter: DeadLetter
+    letter: StoredLetter
     action: str
     reason: str = ""
 
@@ -311,7 +311,7 @@ async def replay(
 
 
 async def _publish(
-    jobs: AbstractExchange, letter: DeadLetter, pacer: Pacer, timeout_s: float, report: ReplayReport
+    jobs: AbstractExchange, letter: StoredLetter, pacer: Pacer, timeout_s: float, report: ReplayReport
 ) -> bool:
     """Publish the replay copy, confirmed; a failure is recorded in the report."""
     await pacer.wait()

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dispatcher import headers as names
 from dispatcher.results import to_json
 
 if TYPE_CHECKING:
     from dispatcher.stamps import Stamper
 
-FOLLOW_HEADER = "x-dispatcher-follow"
 FORMAT_VERSION = 1
 
 
@@ -62,7 +62,7 @@ class FollowState(BaseModel):
 
     def headers(self, stamper: Stamper) -> dict[str, Any]:
         """The signed headers that make a follow message one a worker wrote."""
-        return stamper.sign({FOLLOW_HEADER: FORMAT_VERSION}, self.body(), self.job_id)
+        return stamper.sign({names.FOLLOW: FORMAT_VERSION}, self.body(), self.job_id)
 
     @classmethod
     def read(cls, body: bytes, headers: dict[str, Any], message_id: str | None, stamper: Stamper) -> FollowState:

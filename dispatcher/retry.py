@@ -6,9 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-RETRIES_HEADER = "x-dispatcher-retries"
-ATTEMPTS_HEADER = "x-dispatcher-attempts"
-ERROR_CODES_HEADER = "x-dispatcher-error-codes"
+from dispatcher import headers as names
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,21 +21,21 @@ class RetryState:
     def from_headers(cls, headers: dict[str, Any] | None) -> RetryState:
         """Read the state back from a delivery; absent or garbled headers mean a first delivery."""
         headers = headers or {}
-        codes = headers.get(ERROR_CODES_HEADER) or ""
+        codes = headers.get(names.ERROR_CODES) or ""
         if isinstance(codes, bytes):
             codes = codes.decode("utf-8", "replace")
         return cls(
-            retries=_as_count(headers.get(RETRIES_HEADER)),
-            attempts=_as_count(headers.get(ATTEMPTS_HEADER)),
+            retries=_as_count(headers.get(names.RETRIES)),
+            attempts=_as_count(headers.get(names.ATTEMPTS)),
             error_codes=tuple(code for code in str(codes).split(",") if code),
         )
 
     def to_headers(self) -> dict[str, Any]:
         """The headers a retry copy carries."""
         return {
-            RETRIES_HEADER: self.retries,
-            ATTEMPTS_HEADER: self.attempts,
-            ERROR_CODES_HEADER: ",".join(self.error_codes),
+            names.RETRIES: self.retries,
+            names.ATTEMPTS: self.attempts,
+            names.ERROR_CODES: ",".join(self.error_codes),
         }
 
     def called(self, error_code: str | None) -> RetryState:

@@ -21,6 +21,7 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, MessageProcessError
 
 from dispatcher import amqp_values
+from dispatcher import headers as names
 from dispatcher.outcome import DeadLetter, Finished, PollLater, Requeue, RetryLater, Succeeded
 from dispatcher.publisher import PublishFailed, publish_confirmed
 from dispatcher.results import Completion, Result, rfc3339
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("dispatcher.settle")
 
-SAFE_COPY_HEADER = "x-dispatcher-safe-copy"
 SETTLE_ERRORS = (ChannelInvalidStateError, AMQPError, MessageProcessError, ConnectionError, RuntimeError)
 
 
@@ -246,7 +246,7 @@ class _Copier:
         """
         incoming = self._incoming
         if self._safe_reason:
-            headers: dict[str, Any] = {SAFE_COPY_HEADER: amqp_values.header_value(self._safe_reason), **stamp}
+            headers: dict[str, Any] = {names.SAFE_COPY: amqp_values.header_value(self._safe_reason), **stamp}
             return Message(
                 incoming.body,
                 headers=stamper.sign(headers, incoming.body, self.message_id),
@@ -273,17 +273,17 @@ class _Copier:
 def dead_letter_headers(error: JobError, attempts: int, routing_key: str) -> dict[str, Any]:
     """The `x-dispatcher-*` headers of contract section 4."""
     headers: dict[str, Any] = {
-        "x-dispatcher-category": str(error.category),
-        "x-dispatcher-error-code": error.code,
-        "x-dispatcher-error-message": error.message,
-        "x-dispatcher-attempts": attempts,
-        "x-dispatcher-dead-lettered-at": rfc3339(datetime.now(UTC)),
-        "x-dispatcher-original-routing-key": routing_key,
+        names.CATEGORY: str(error.category),
+        names.ERROR_CODE: error.code,
+        names.ERROR_MESSAGE: error.message,
+        names.ATTEMPTS: attempts,
+        names.DEAD_LETTERED_AT: rfc3339(datetime.now(UTC)),
+        names.ORIGINAL_ROUTING_KEY: routing_key,
     }
     if error.aws_request_id:
-        headers["x-dispatcher-aws-request-id"] = error.aws_request_id
+        headers[names.AWS_REQUEST_ID] = error.aws_request_id
     if error.http_status:
-        headers["x-dispatcher-http-status"] = error.http_status
+        headers[names.HTTP_STATUS] = error.http_status
     return headers
 
 

@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from dispatcher import headers as names
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from dispatcher.settings import Settings
 
-DISPATCHER_HEADER_PREFIX = "x-dispatcher-"
-REPLAYS_HEADER = "x-dispatcher-replays"
-SIGNATURE_HEADER = "x-dispatcher-signature"
-_UNSIGNED = frozenset({REPLAYS_HEADER, SIGNATURE_HEADER})
+_UNSIGNED = frozenset({names.REPLAYS, names.SIGNATURE})
 _DERIVATION_LABEL = b"job-dispatcher/state-key/v1\x00"
 
 
@@ -46,12 +45,12 @@ class Stamper:
 
     def sign(self, headers: dict[str, Any], body: bytes, message_id: str | None) -> dict[str, Any]:
         """`headers` with the signature over their `x-dispatcher-*` members added."""
-        headers[SIGNATURE_HEADER] = self._signature(headers, body, message_id)
+        headers[names.SIGNATURE] = self._signature(headers, body, message_id)
         return headers
 
     def verified(self, headers: Mapping[str, Any] | None, body: bytes, message_id: str | None) -> bool:
         """True when the message's `x-dispatcher-*` headers are exactly what a worker signed."""
-        signature = (headers or {}).get(SIGNATURE_HEADER)
+        signature = (headers or {}).get(names.SIGNATURE)
         if isinstance(signature, bytes):
             signature = signature.decode("ascii", "replace")
         if not isinstance(signature, str) or headers is None:
@@ -62,7 +61,7 @@ class Stamper:
         signed = sorted(
             (name, value if isinstance(value, int | str) else repr(value))
             for name, value in headers.items()
-            if name.startswith(DISPATCHER_HEADER_PREFIX) and name not in _UNSIGNED
+            if name.startswith(names.PREFIX) and name not in _UNSIGNED
         )
         payload = orjson.dumps([signed, hashlib.sha256(body).hexdigest(), message_id or ""])
         return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
@@ -73,5 +72,5 @@ def without_dispatcher_headers(headers: Mapping[str, Any] | None) -> dict[str, A
     return {
         name: value
         for name, value in (headers or {}).items()
-        if not name.startswith(DISPATCHER_HEADER_PREFIX) or name == REPLAYS_HEADER
+        if not name.startswith(names.PREFIX) or name == names.REPLAYS
     }

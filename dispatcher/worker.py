@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from dispatcher import amqp_values, metrics
+from dispatcher import headers as names
 from dispatcher.accounting import account
 from dispatcher.aws import AwsClients
 from dispatcher.envelope import Decoder, FollowDefaults
@@ -37,7 +38,7 @@ from dispatcher.ratelimit_redis import SharedLimiter
 from dispatcher.refusals import broker_refusal
 from dispatcher.retry import RetrySchedule, RetryState
 from dispatcher.settle import Exchanges, Settler
-from dispatcher.stamps import SIGNATURE_HEADER, Stamper
+from dispatcher.stamps import Stamper
 from dispatcher.topology import Names, declare_for, poll_schedule
 
 if TYPE_CHECKING:
@@ -332,7 +333,7 @@ class Worker:
         structlog.contextvars.bind_contextvars(operation=label, message_id=message.message_id)
         if traceparent:
             structlog.contextvars.bind_contextvars(traceparent=traceparent)
-        signed = SIGNATURE_HEADER in headers and self.stamper.verified(headers, message.body, message.message_id)
+        signed = names.SIGNATURE in headers and self.stamper.verified(headers, message.body, message.message_id)
         return Arrival(
             body=message.body,
             routing_key=message.routing_key or "",

@@ -2,7 +2,7 @@
 
 Results and dead letters are attributed by the marker found in their body bytes, else in their
 `message_id` or `correlation_id`; AWS calls by the marker in their parameters. A dead letter's
-category is read the way the DLQ tools read it (`dispatcher.dead_letters.DeadLetter`), not from the
+category is read the way the DLQ tools read it (`dispatcher.dead_letters.StoredLetter`), not from the
 raw header, so a forged `x-dispatcher-category` that the tools would believe counts as broken.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from dispatcher.dead_letters import PROPERTY_NAMES, DeadLetter
+from dispatcher.dead_letters import PROPERTY_NAMES, StoredLetter
 from dispatcher.settings import Settings
 from dispatcher.stamps import Stamper
 from tests.faults.harness import call_marker, marker
@@ -52,7 +52,7 @@ def dlq_reader(amqp_url: str) -> Callable[[Received], tuple[str, str]]:
             routing_key=text(received.routing_key),
             **{name: _as_aio_pika(name, received.properties.get(name)) for name in PROPERTY_NAMES},
         )
-        letter = DeadLetter.from_message(delivery, stamper)  # type: ignore[arg-type]
+        letter = StoredLetter.from_message(delivery, stamper)  # type: ignore[arg-type]
         return str(letter.category or "(no category)"), str(letter.error_code or "(no code)")
 
     return read

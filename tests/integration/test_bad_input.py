@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from dispatcher.aws_regex import AwsPattern, compile_java_pattern
-from dispatcher.dead_letters import DeadLetter
+from dispatcher.dead_letters import StoredLetter
 from dispatcher.examples import EXAMPLE_PARAMS, example_job
 from dispatcher.params_types import AwsUnion
 from dispatcher.redact import REDACTED_KEY, redact_loc
@@ -440,7 +440,7 @@ class Outcomes:
         self.url = amqp_url
         self.prefix = prefix
         self.dead: dict[str, list[tuple[bytes, dict[str, Any]]]] = {}
-        self.letters: dict[str, list[DeadLetter]] = {}
+        self.letters: dict[str, list[StoredLetter]] = {}
         self._stamper = Stamper.from_settings(Settings(amqp_url=amqp_url))
         self.results: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
@@ -459,7 +459,7 @@ class Outcomes:
     async def _on_dead(self, message: AbstractIncomingMessage) -> None:
         headers = {k: v.decode(errors="replace") if isinstance(v, bytes) else v for k, v in message.headers.items()}
         self.dead.setdefault(str(headers.get("x-test-id")), []).append((message.body, headers))
-        letter = DeadLetter.from_message(message, self._stamper)
+        letter = StoredLetter.from_message(message, self._stamper)
         self.letters.setdefault(str(headers.get("x-test-id")), []).append(letter)
         await message.ack()
 

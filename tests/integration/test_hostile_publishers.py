@@ -18,7 +18,7 @@ import pika
 import pytest
 
 from dispatcher import metrics
-from dispatcher.dead_letters import DeadLetter
+from dispatcher.dead_letters import StoredLetter
 from dispatcher.emulator import parse_faults
 from dispatcher.examples import example_job
 from dispatcher.stamps import Stamper
@@ -74,9 +74,9 @@ def reconnects() -> float:
     return metrics.BROKER_RECONNECTS._value.get()
 
 
-async def dead_letters(amqp_url: str, queue_name: str, count: int, stamper: Stamper) -> list[DeadLetter]:
+async def dead_letters(amqp_url: str, queue_name: str, count: int, stamper: Stamper) -> list[StoredLetter]:
     """Read `count` dead letters the way the DLQ tools read them (and ack them)."""
-    letters: list[DeadLetter] = []
+    letters: list[StoredLetter] = []
     connection = await aio_pika.connect(amqp_url)
     async with connection, asyncio.timeout(20):
         queue = await (await connection.channel()).get_queue(queue_name)
@@ -85,7 +85,7 @@ async def dead_letters(amqp_url: str, queue_name: str, count: int, stamper: Stam
             if message is None:
                 await asyncio.sleep(0.05)
                 continue
-            letters.append(DeadLetter.from_message(message, stamper))
+            letters.append(StoredLetter.from_message(message, stamper))
             await message.ack()
     return letters
 

@@ -14,7 +14,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from dispatcher.dead_letters import DeadLetter, LetterFilter, append_records, parse_duration, replay_blocker
+from dispatcher.dead_letters import LetterFilter, StoredLetter, append_records, parse_duration, replay_blocker
 from dispatcher.envelope import Decoder
 from dispatcher.errors import Category
 from dispatcher.examples import example_job
@@ -60,7 +60,7 @@ def letter(
     *,
     signed: bool = True,
     **properties: Any,
-) -> DeadLetter:
+) -> StoredLetter:
     """A dead letter of a valid job, read from a delivery the way the DLQ commands read it.
 
     `signed`: its headers carry the signature a worker of this deployment puts on them.
@@ -69,7 +69,7 @@ def letter(
     chosen = dict(dead_headers(routing_key=routing_key) if headers is None else headers)
     if signed:
         STAMPER.sign(chosen, raw, properties.get("message_id"))
-    return DeadLetter.from_message(delivery(raw, chosen, routing_key, **properties), STAMPER)
+    return StoredLetter.from_message(delivery(raw, chosen, routing_key, **properties), STAMPER)
 
 
 def test_from_message_keeps_body_headers_set_properties_and_routing_key():
@@ -112,7 +112,7 @@ def test_a_letter_that_expired_in_triage_unstamped_reads_as_unroutable():
         "queue": "dispatcher.dead.triage",
         "time": (NOW - timedelta(minutes=5)).replace(tzinfo=None),
     }
-    read = DeadLetter(b"{}", {"x-death": [death]}, {}, "m2.Nope", stamped=False)
+    read = StoredLetter(b"{}", {"x-death": [death]}, {}, "m2.Nope", stamped=False)
     assert read.category == Category.UNROUTABLE
     assert read.error_code == "UnknownRoutingKey"
     assert "'m2.Nope'" in read.error_message
@@ -151,12 +151,12 @@ def test_an_unsigned_stamp_is_shown_as_unverified_and_never_acted_on():
     tampered = letter(headers=dead_headers(category="invalid"))
     tampered.headers["x-dispatcher-category"] = "rejected"
     assert (
-        DeadLetter(
+        StoredLetter(
             tampered.body, tampered.headers, {}, M2, stamped=STAMPER.verified(tampered.headers, tampered.body, None)
         ).category
         == "unverified"
     )
-    other_deployment = DeadLetter.from_message(delivery(letter().body, letter().headers), Stamper(b"another secret"))
+    other_deployment = StoredLetter.from_message(delivery(letter().body, letter().headers), Stamper(b"another secret"))
     assert other_deployment.category == "unverified"
 
 
@@ -366,9 +366,9 @@ def test_replay_blocker_lets_a_valid_job_go():
 def test_replay_blocker_decodes_with_the_original_routing_key():
     """The job is checked against the routing key it was first published with, not the one it has now."""
     body = orjson.dumps(example_job(M2, "job-1"))
-    moved = DeadLetter(body, dead_headers(routing_key=M2), {}, "dispatcher.dead", stamped=True)
+    moved = StoredLetter(body, dead_headers(routing_key=M2), {}, "dispatcher.dead", stamped=True)
     assert replay_blocker(moved, DECODER, LetterFilter(), force=False) is None
-    unknown_origin = DeadLetter(body, {}, {}, "dispatcher.dead", stamped=True)
+    unknown_origin = StoredLetter(body, {}, {}, "dispatcher.dead", stamped=True)
     assert "RoutingKeyMismatch" in (replay_blocker(unknown_origin, DECODER, LetterFilter(), force=False) or "")
 
 
@@ -418,7 +418,7 @@ def test_naming_a_judgement_category_still_checks_the_job():
     assert reason.startswith("still fails: invalid InvalidParameters")
 
 
-def _render(width: int, letters: list[DeadLetter], *, terminal: bool = True) -> str:
+def _render(width: int, letters: list[StoredLetter], *, terminal: bool = True) -> str:
     from io import StringIO  # noqa: PLC0415
 
     from rich.console import Console  # noqa: PLC0415
@@ -434,7 +434,7 @@ LOOKOUT = "lookoutequipment.StartDataIngestionJob"
 LONG_ID = "billing-nightly-2026-11-23-ingestion-000123"
 
 
-def _long_letters() -> list[DeadLetter]:
+def _long_letters() -> list[StoredLetter]:
     headers = dead_headers("unknown-outcome", "ServiceUnavailableException", routing_key=LOOKOUT)
     headers["x-dispatcher-error-message"] = "the call timed out after 30 s and AWS may have started the job " * 2
     return [letter(LONG_ID, LOOKOUT, headers=headers), letter("job-2")]
