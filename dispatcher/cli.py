@@ -33,13 +33,13 @@ def run() -> None:
     from dispatcher.health import start_health_server  # noqa: PLC0415
     from dispatcher.logs import configure_logging  # noqa: PLC0415
     from dispatcher.registry import default_registry  # noqa: PLC0415
-    from dispatcher.worker import Worker  # noqa: PLC0415
+    from dispatcher.wiring import build_worker  # noqa: PLC0415
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
 
     async def serve() -> None:
-        worker = Worker(settings, default_registry())
+        worker = build_worker(settings, default_registry())
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)

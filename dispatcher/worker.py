@@ -18,45 +18,27 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import structlog
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from dispatcher import amqp_values, metrics
 from dispatcher import headers as names
 from dispatcher.accounting import account
-from dispatcher.aws import AwsClients
-from dispatcher.envelope import Decoder, FollowDefaults
-from dispatcher.follow import Follower, FollowPolicy
-from dispatcher.follow_marks import ChainMarks
-from dispatcher.ledger import Ledger, LocalLedger
-from dispatcher.ledger_redis import RedisLedger
 from dispatcher.outcome import Requeue
-from dispatcher.pipeline import Arrival, JobPolicy, Pipeline, TriageQueues
-from dispatcher.ratelimit import AdaptiveLimiter, Limiter, Limiters
-from dispatcher.ratelimit_redis import SharedLimiter
+from dispatcher.pipeline import Arrival
 from dispatcher.refusals import broker_refusal
-from dispatcher.retry import RetrySchedule, RetryState
+from dispatcher.retry import RetryState
 from dispatcher.settle import Exchanges, Settler
-from dispatcher.stamps import Stamper
-from dispatcher.topology import Names, declare_for, poll_schedule
+from dispatcher.topology import declare_for, poll_schedule
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
     from dispatcher.outcome import Outcome
-    from dispatcher.registry import Registry
-    from dispatcher.settings import RateLimit, Settings
+    from dispatcher.wiring import Parts
 
 log = structlog.get_logger("dispatcher.worker")
 
 TRIAGE_LABEL = "triage"
 FOLLOW_LABEL_SUFFIX = ".follow"  # `<service>.<Operation>.follow`: the polls of one operation
-REDIS_TIMEOUT_S = 2.0
-REDIS_POOL_WAIT_S = 5.0
-REDIS_SPARE_CONNECTIONS = 8
-# A claim older than a call can take means its worker died mid-call.
-LEDGER_STALE_MARGIN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -73,90 +55,21 @@ class Session:
 class Worker:
     """Consumes every operation queue until stopped, then drains within the grace period."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.names = Names.from_settings(settings)
-        self._job_queues = {self.names.job_queue(key): key for key in registry.routing_keys}
-        self._followed = tuple(op.routing_key for op in registry if op.companion is not None)
-        self._follow_queues = {self.names.follow_queue(key): key for key in self._followed}
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.settings = parts.settings
+        self.registry = parts.registry
+        self.names = parts.names
+        self._followed = tuple(op.routing_key for op in parts.registry if op.companion is not None)
         self._stopping = asyncio.Event()
-        self._draining = asyncio.Event()
+        self._draining = parts.draining
         self._session: Session | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stamper = Stamper.from_settings(settings)
-        self.aws = AwsClients(
-            pool_size=settings.concurrency * max(1, len(registry)),
-            connect_timeout_s=settings.aws_connect_timeout_s,
-            call_timeout_s=settings.aws_call_timeout_s,
-        )
-        self.redis = _redis(settings, len(registry)) if settings.redis_url else None
-        self.limiters = Limiters(self._limiter)
-        self.poll_limiters = Limiters(self._poll_limiter)
-        for op in registry:
-            for region in settings.enabled_regions or (settings.region,):
-                self.limiters[(op.routing_key, region)] = self._limiter(op.routing_key, region)
-                if op.spec.companion_routing_key is not None:
-                    key = (op.spec.companion_routing_key, region)
-                    self.poll_limiters[key] = self._poll_limiter(*key)
-        self.marks = ChainMarks(settings.ledger_ttl_s, self.redis, settings.jobs_exchange)
-        self.follower = Follower(
-            registry,
-            self.aws,
-            self.poll_limiters,
-            FollowPolicy(
-                schedule=poll_schedule(settings),
-                max_failures=settings.follow_max_failures,
-                max_poll_wait_s=settings.follow_max_poll_wait_s,
-            ),
-            self.stamper,
-            self.marks,
-            self._draining,
-        )
-        follow_defaults = FollowDefaults(
-            frozenset(settings.follow_operations), settings.follow_timeout_s, settings.follow_progress
-        )
-        self.pipeline = Pipeline(
-            Decoder(registry, settings.region, settings.enabled_regions, settings.max_message_bytes, follow_defaults),
-            self.aws,
-            self.limiters,
-            self._ledger(),
-            JobPolicy(
-                schedule=RetrySchedule(tuple(settings.retry_delays)),
-                retry_jitter=settings.retry_jitter,
-                retry_unknown_outcome=settings.retry_unknown_outcome,
-                max_throttle_wait_s=settings.max_throttle_wait_s,
-            ),
-            self._draining,
-            self.follower,
-            TriageQueues(self._job_queues, self._follow_queues),
-        )
-
-    def _limiter(self, routing_key: str, region: str) -> Limiter:
-        return self._made_limiter(routing_key, region, self.settings.rate_limit_for(routing_key))
-
-    def _poll_limiter(self, companion_routing_key: str, region: str) -> Limiter:
-        """A Describe call's own limit: polls never take the tokens of starts."""
-        limit = self.settings.follow_rate_limit_for(companion_routing_key)
-        return self._made_limiter(companion_routing_key, region, limit)
-
-    def _made_limiter(self, routing_key: str, region: str, limit: RateLimit) -> Limiter:
-        if self.redis is None:
-            return AdaptiveLimiter(limit.rate, limit.burst)
-        key = f"{self.settings.jobs_exchange}:rate:{routing_key}:{region}"
-        return SharedLimiter(self.redis, key, limit.rate, limit.burst, self.settings.expected_replicas)
-
-    def _ledger(self) -> Ledger:
-        if self.redis is None:
-            return LocalLedger(self.settings.ledger_ttl_s)
-        return RedisLedger(
-            self.redis,
-            ttl_s=self.settings.ledger_ttl_s,
-            stale_after_s=self.settings.aws_call_timeout_s + LEDGER_STALE_MARGIN_S,
-            retry_unknown_outcome=self.settings.retry_unknown_outcome,
-            prefix=self.settings.jobs_exchange,
-            hold_when_unavailable=self.settings.ledger_fallback == "hold",
-        )
+        self.aws = parts.aws
+        self.redis = parts.redis
+        self.stamper = parts.stamper
+        self.pipeline = parts.pipeline
+        self.follower = parts.follower
 
     @property
     def ready(self) -> bool:
@@ -174,7 +87,7 @@ class Worker:
 
     async def run(self) -> None:
         """Serve until `stop()`, then finish what is in flight within the grace period."""
-        for (label, _), limiter in (*self.limiters.items(), *self.poll_limiters.items()):
+        for (label, _), limiter in (*self.parts.limiters.items(), *self.parts.poll_limiters.items()):
             metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
         metrics.RATE_LIMIT_SHARED.set(1 if self.redis else 0)
         await self.aws.open(self.registry.services, self.settings.enabled_regions or (self.settings.region,))
@@ -252,7 +165,7 @@ class Worker:
             stamper=self.stamper,
             publish_timeout_s=settings.publish_timeout_s,
             results_queue_enabled=settings.results_queue_enabled,
-            marks=self.marks,
+            marks=self.parts.marks,
         )
         consume_channel = await connection.channel(publisher_confirms=False)
         await consume_channel.set_qos(prefetch_count=settings.concurrency)
@@ -371,23 +284,3 @@ class Worker:
         if session is not None:
             with contextlib.suppress(Exception):
                 await session.connection.close()
-
-
-def _redis(settings: Settings, operations: int) -> Redis:
-    """A client whose pool fits every job that can be in flight at once, waiting rather than failing.
-
-    redis-py's default pool holds 100 connections and raises at once past that, which the ledger
-    would take for an outage; each job in flight uses one connection at a time. Its own retries
-    are off: the ledger and the limiters fall back at once, and a job must not sit for seconds
-    behind ten reconnect attempts while holding a delivery that AWS already started.
-    """
-    assert settings.redis_url is not None
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url.get_secret_value(),
-        max_connections=settings.concurrency * operations + REDIS_SPARE_CONNECTIONS,
-        timeout=REDIS_POOL_WAIT_S,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections

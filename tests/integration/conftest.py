@@ -15,13 +15,14 @@ from dispatcher.emulator import start_emulator
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
 from dispatcher.topology import Names, declare_for
-from dispatcher.worker import Worker
+from dispatcher.wiring import build_worker
 from tests.integration.support import Broker, WorkerProcess
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from dispatcher.emulator import RunningEmulator
+    from dispatcher.worker import Worker
 
 
 # Retry delays and poll waits the tests configure; their queues are deleted with the rest of a test's names.
@@ -95,7 +96,7 @@ async def start_worker(
     registry = default_registry()
 
     async def start(**overrides: Any) -> Worker:
-        worker = Worker(settings_for(**overrides), registry)
+        worker = build_worker(settings_for(**overrides), registry)
         task = asyncio.create_task(worker.run())
         running.append((worker, task))
         async with asyncio.timeout(20):

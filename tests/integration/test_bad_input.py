@@ -38,12 +38,14 @@ from dispatcher.redact import REDACTED_KEY, redact_loc
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
 from dispatcher.stamps import Stamper
-from dispatcher.worker import Worker
+from dispatcher.wiring import build_worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
     from aio_pika.abc import AbstractIncomingMessage
+
+    from dispatcher.worker import Worker
 
 REGISTRY = default_registry()
 ROUTING_KEYS = REGISTRY.routing_keys
@@ -420,7 +422,7 @@ def envelope_cases(tag: str) -> list[Case]:
 @pytest.fixture
 async def running_worker(settings_for: Callable[..., Settings], emulator: Any) -> AsyncIterator[tuple[Worker, Any]]:
     """One in-process worker that accepts messages up to MAX_MESSAGE_BYTES; its task is watched."""
-    worker = Worker(settings_for(max_message_bytes=MAX_MESSAGE_BYTES), REGISTRY)
+    worker = build_worker(settings_for(max_message_bytes=MAX_MESSAGE_BYTES), REGISTRY)
     task = asyncio.create_task(worker.run())
     async with asyncio.timeout(30):
         while not worker.ready:

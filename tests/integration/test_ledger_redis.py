@@ -16,7 +16,7 @@ from dispatcher.ledger import ClaimState, Finish, LedgerUnavailable, StartedEntr
 from dispatcher.ledger_redis import RedisLedger
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
-from dispatcher.worker import Worker, _redis
+from dispatcher.wiring import _redis, wire
 from tests.integration.support import free_port, redis_server
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def job(routing_key: str = M2) -> Job:
 def test_the_pool_fits_every_job_in_flight_at_the_default_concurrency():
     """redis-py's default pool (100) is smaller than five queues at 32 jobs each."""
     settings = Settings(redis_url="redis://127.0.0.1:6379/0")
-    pool = Worker(settings, default_registry()).redis.connection_pool  # type: ignore[union-attr]
+    pool = wire(settings, default_registry()).redis.connection_pool  # type: ignore[union-attr]
     assert pool.max_connections >= settings.concurrency * len(default_registry())
 
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import uuid
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -14,8 +15,11 @@ from dispatcher.examples import example_job
 from dispatcher.health import start_health_server
 from dispatcher.metrics import REGISTRY
 from dispatcher.registry import default_registry
-from dispatcher.worker import Worker
+from dispatcher.wiring import build_worker
 from tests.integration.support import WorkerProcess
+
+if TYPE_CHECKING:
+    from dispatcher.worker import Worker
 
 M2 = "m2.StartBatchJob"
 SECRET_PARAM = "s3cr3t-param-value"  # noqa: S105 - the value the logs must not show
@@ -45,7 +49,7 @@ async def test_readyz_follows_the_worker_and_livez_the_loop(start_worker):
 
 async def test_livez_stays_true_while_the_broker_is_unreachable(settings_for, emulator):
     """With no broker to connect to, the worker keeps retrying: not ready, but alive."""
-    worker = Worker(settings_for(amqp_url="amqp://guest:guest@127.0.0.1:1/"), default_registry())
+    worker = build_worker(settings_for(amqp_url="amqp://guest:guest@127.0.0.1:1/"), default_registry())
     task = asyncio.create_task(worker.run())
     runner = await start_health_server(lambda: worker.ready, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"

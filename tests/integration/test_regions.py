@@ -21,7 +21,7 @@ async def test_a_region_named_by_a_job_gets_its_client_and_limit_on_first_use(st
     assert {region: results[job_id][0].json()["outcome"] for region, job_id in ids.items()} == dict.fromkeys(
         ids, "succeeded"
     )
-    assert {(M2, region) for region in ids} <= set(worker.limiters)
+    assert {(M2, region) for region in ids} <= set(worker.parts.limiters)
     assert len(emulator.state.calls.to_json()) == len(ids)
 
 
