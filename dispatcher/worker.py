@@ -65,6 +65,9 @@ class Worker:
         self._draining = parts.draining
         self._session: Session | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Events for whoever runs the worker in-process (tests, tools): consuming, and run() returned.
+        self.consuming = asyncio.Event()
+        self.stopped = asyncio.Event()
         self.aws = parts.aws
         self.redis = parts.redis
         self.stamper = parts.stamper
@@ -104,6 +107,7 @@ class Worker:
             if self.redis is not None:
                 await self.redis.aclose()
             log.info("stopped", jobs_left_to_redelivery=len(self._tasks))
+            self.stopped.set()
 
     async def _supervise(self) -> None:
         delay_s = 0.5
@@ -125,6 +129,7 @@ class Worker:
             connected_before = True
             delay_s = 0.5
             log.info("consuming", queues=len(self._session.consumers) if self._session else 0)
+            self.consuming.set()
             stopping = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
@@ -280,6 +285,7 @@ class Worker:
 
     async def _close_session(self) -> None:
         session, self._session = self._session, None
+        self.consuming.clear()
         metrics.CONSUMERS_ATTACHED.set(0)
         if session is not None:
             with contextlib.suppress(Exception):

@@ -99,11 +99,11 @@ async def start_worker(
         worker = build_worker(settings_for(**overrides), registry)
         task = asyncio.create_task(worker.run())
         running.append((worker, task))
+        consuming = asyncio.create_task(worker.consuming.wait())
         async with asyncio.timeout(20):
-            while not worker.ready:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
+            await asyncio.wait({task, consuming}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # it failed to start: say why
         return worker
 
     yield start

@@ -739,7 +739,11 @@ async def test_job_expired_by_its_amqp_expiration_is_dead_lettered_expired(decla
     await declare()
     job_id = f"ttl-{uuid.uuid4().hex[:8]}"
     await broker.publish(example_job(M2, job_id), M2, expiration=0.05)
-    await asyncio.sleep(1)  # no worker yet: the broker expires it in the queue
+    # No worker yet: the broker expires it in the queue and dead-letters it into triage.
+    triage = await broker.channel.get_queue(f"{broker.prefix}.dead.triage")
+    async with asyncio.timeout(10):
+        while (await triage.declare()).message_count < 1:
+            await asyncio.sleep(0.05)
     await start_worker()
 
     [dead] = await broker.collect(broker.dead_queue, 1, timeout_s=30)

@@ -57,7 +57,7 @@ async def test_retry_waiting_on_the_broker_survives_a_worker_restart(start_worke
         while not emulator.state.calls.to_json(M2):
             await asyncio.sleep(0.05)
     first.stop()
-    await asyncio.sleep(0.5)
+    await first.stopped.wait()  # drained: the retry is in its retry queue
     emulator.state.replace_faults({})
     await start_worker(retry_delays=[2.0])
 
