@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import aio_pika
 import orjson
+import uvloop
 from aio_pika import DeliveryMode, Message
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--ready", type=Path, required=True, help="A file to create once consuming.")
     args = parser.parse_args()
-    asyncio.run(serve(args.url, args.prefix, args.concurrency, args.ready))
+    # The worker's own event loop, so the bound it is held to is a fair one.
+    uvloop.run(serve(args.url, args.prefix, args.concurrency, args.ready))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import orjson
 import typer
+import uvloop
 from pydantic import ValidationError
 
 from dispatcher.cli_app import EXIT_OPERATIONAL, EXIT_USAGE, UsageError, _settings, _state, app, err
@@ -49,7 +50,8 @@ def run() -> None:
         finally:
             await runner.cleanup()
 
-    asyncio.run(serve())
+    # uvloop: the same program on libuv's loop, which aio-pika and aiohttp support, at less CPU per job.
+    uvloop.run(serve())
 
 
 @app.command()
