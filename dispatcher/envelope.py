@@ -136,8 +136,14 @@ class Decoder:
     max_message_bytes: int
     follow_defaults: FollowDefaults = field(default_factory=FollowDefaults)
 
-    def decode(self, body: bytes, routing_key: str, message_id: str | None, now: datetime | None = None) -> Job:
-        """Validate everything the contract asks of a job before AWS is called."""
+    def decode(
+        self, body: bytes, routing_key: str, message_id: str | None, now: datetime | None = None, *, expire: bool = True
+    ) -> Job:
+        """Validate everything the contract asks of a job before AWS is called.
+
+        `expire=False` leaves `not_after` to the caller: the pipeline asks the ledger first, since a
+        job AWS already started is not expired, whatever the clock says.
+        """
         document = self._parse(body)
         try:
             message = JobMessage.model_validate(document)
@@ -169,7 +175,7 @@ class Decoder:
         if operation.idempotency_token_member and not request.get(operation.idempotency_token_member):
             request[operation.idempotency_token_member] = idempotency_token(job_id)
         job = Job(job_id, operation, request, region, message.not_after, message.metadata, follow)
-        if job.expired(now or datetime.now(UTC)):
+        if expire and job.expired(now or datetime.now(UTC)):
             raise ExpiredJob("JobExpired", f"not_after {message.not_after} passed before the job was started")
         return job
 

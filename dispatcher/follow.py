@@ -132,6 +132,8 @@ class Follower:
             return self._finished(state, JobOutcome.TIMED_OUT)
         label = operation.spec.companion_routing_key or ""
         limiter = self._limiters[(label, state.region)]
+        if self._waits.draining:  # before asking for a token: a request made and dropped would leak
+            return Requeue("shutting down before the poll")
         try:
             grant = await self._waits.unless_draining(asyncio.wait_for(limiter.acquire(), self._policy.max_poll_wait_s))
         except TimeoutError:
@@ -142,7 +144,7 @@ class Follower:
         polled = state.model_copy(update={"polls": state.polls + 1})
         try:
             answer = await self._aws.call(operation.service, operation.companion.operation, state.region, state.aws_job)
-        except Exception as exc:  # noqa: BLE001 - classify_aws_failure re-raises what AWS did not answer  # noqa: BLE001 - classify_aws_failure re-raises what AWS did not answer
+        except Exception as exc:  # noqa: BLE001 - classify_aws_failure re-raises what AWS did not answer
             model = self._aws.operation_model(operation.service, operation.companion.operation, state.region)
             error = classify_aws_failure(exc, model, has_idempotency_token=True, retry_unknown_outcome=True)
             if isinstance(error, ThrottledByAws):

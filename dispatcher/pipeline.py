@@ -100,7 +100,7 @@ class Pipeline:
         """Decode and start the job; bad input and AWS refusals become dead letters."""
         state = arrival.state
         try:
-            job = self._decoder.decode(arrival.body, arrival.routing_key, arrival.message_id)
+            job = self._decoder.decode(arrival.body, arrival.routing_key, arrival.message_id, expire=False)
         except JobError as error:
             # The body's job_id, when it has a usable one, names the result of a job that failed to decode.
             body_job_id = job_id_of(arrival.body, self._decoder.max_message_bytes)
@@ -172,16 +172,21 @@ class Pipeline:
         return Succeeded(replace(result, following=following), chain)
 
     async def _before_call(self, arrival: Arrival, job: Job, state: RetryState) -> Claim | Outcome:
-        """The ledger claim for a call now, or the outcome that makes a call needless or unsafe."""
-        if job.expired(datetime.now(UTC)):
-            error = ExpiredJob("JobExpired", f"not_after {job.not_after} passed before AWS could be called")
-            return _dead_letter(arrival, job, error, state)
+        """The ledger claim for a call now, or the outcome that makes a call needless or unsafe.
+
+        The ledger is asked before `not_after`: a job AWS already started (its ack lost, say) gets
+        its result again, not a failed `expired` one.
+        """
         try:
             claim = await self._claim(job)
         except LedgerUnavailable as error:
             return await self._retry(job, state, error, self._policy.schedule.delays_s[0], spend=False)
         if claim.state is not ClaimState.CLAIMED:
             return await self._known_outcome(arrival, job, state, claim)
+        if job.expired(datetime.now(UTC)):
+            await self._ledger.finish(job, claim, Finish.CLEAR)
+            expired = ExpiredJob("JobExpired", f"not_after {job.not_after} passed before AWS could be called")
+            return _dead_letter(arrival, job, expired, state)
         return claim
 
     async def _claim(self, job: Job) -> Claim:

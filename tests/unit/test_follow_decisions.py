@@ -290,8 +290,6 @@ async def test_a_poll_that_waits_too_long_for_a_token_is_deferred_at_the_same_st
     assert aws.calls == []
 
 
-# A poll arriving once draining began leaves an acquire() never awaited: see the xfail test below.
-@pytest.mark.filterwarnings("ignore:coroutine '.*acquire' was never awaited:RuntimeWarning")
 @pytest.mark.parametrize("already", [True, False], ids=["before", "while-waiting"])
 async def test_draining_while_waiting_for_a_token_requeues_the_poll(already):
     """The worker drains before the poll had its token: the follow message goes back untouched."""
@@ -311,12 +309,6 @@ async def test_draining_while_waiting_for_a_token_requeues_the_poll(already):
     assert aws.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Follower.poll builds limiter.acquire() inside asyncio.wait_for(...) before unless_draining "
-    "sees the drain and closes only the wait_for coroutine: each poll during a drain leaves a "
-    "'coroutine ... acquire was never awaited' RuntimeWarning (the pipeline passes acquire() itself)",
-)
 async def test_a_poll_during_a_drain_leaves_no_coroutine_unawaited():
     """A poll refused because the worker drains must not leave its token request half made."""
     draining = asyncio.Event()

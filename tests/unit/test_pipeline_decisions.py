@@ -522,11 +522,6 @@ async def test_draining_during_a_call_waits_for_it_and_no_longer(step, kind, cod
         assert outcome.delay_s == 100.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not_after is checked before the ledger: a started job redelivered after its not_after "
-    "(say its ack was lost) gets a failed `expired` result although AWS started it",
-)
 async def test_a_started_job_redelivered_after_not_after_is_deduplicated_not_expired():
     """The ledger knows AWS started the job: its redelivery repeats that result, whatever the clock says."""
     not_after = datetime.now(UTC) - timedelta(seconds=1)
