@@ -2,8 +2,10 @@
 
 A poll reads the job's state from its follow message, takes a token of the Describe call's own
 rate limit, calls it once and decides: the job ended (a completion result), or it goes on (the next
-follow message, to a wait queue). Nothing is retried in place: a throttled, failed or deferred poll
-waits on the broker like any other, so the poll interval stretches instead of calls piling up.
+follow message, to a wait queue). A poll at or past the follow's timeout is its last: the job
+ended, or the follow ends `timed-out` with AWS's last status. Nothing is retried in place: a
+throttled, failed or deferred poll waits on the broker like any other, so the poll interval
+stretches instead of calls piling up.
 """
 
 from __future__ import annotations
@@ -128,8 +130,6 @@ class Follower:
         operation = self._registry.get(state.routing_key)
         if operation is None or operation.companion is None:
             return DeadLetter(InvalidJob("UnreadableFollow", f"no operation {state.routing_key} to follow"), None, 0)
-        if datetime.now(UTC) >= state.deadline:
-            return self._finished(state, JobOutcome.TIMED_OUT)
         label = operation.spec.companion_routing_key or ""
         limiter = self._limiters[(label, state.region)]
         if self._waits.draining:  # before asking for a token: a request made and dropped would leak
@@ -138,6 +138,8 @@ class Follower:
             grant = await self._waits.unless_draining(asyncio.wait_for(limiter.acquire(), self._policy.max_poll_wait_s))
         except TimeoutError:
             metrics.FOLLOW_POLLS.labels(label, "deferred").inc()
+            if _past(state):
+                return self._finished(state, JobOutcome.TIMED_OUT)
             return self._later(state, state.step)
         if grant is None:
             return Requeue("shutting down before the poll")
@@ -173,12 +175,16 @@ class Follower:
         metrics.FOLLOW_POLLS.labels(label, "running").inc()
         if changed:
             log.info("followed_job_status", job_status=status, polls=state.polls)
+        if _past(state):
+            return self._finished(state, JobOutcome.TIMED_OUT)
         progress = self._completion(state, PROGRESS) if changed and state.progress else None
         return self._later(state, state.step + 1, progress)
 
     def _failed(self, state: FollowState, operation: Operation, label: str, error: JobError) -> Outcome:
-        """A Describe call that failed: throttles and transient errors never end the follow."""
+        """A Describe call that failed: throttles and transient errors never end the follow, its timeout does."""
         last_error = {"code": error.code, "message": error.message}
+        if _past(state):
+            return self._finished(state.model_copy(update={"last_error": last_error}), JobOutcome.TIMED_OUT)
         if isinstance(error, ThrottledByAws):
             metrics.FOLLOW_POLLS.labels(label, "throttled").inc()
             return self._later(state.model_copy(update={"last_error": last_error}), state.step)
@@ -243,6 +249,11 @@ class Follower:
     def interrupt_waits(self) -> None:
         """Wake every poll that is only waiting for a token: the worker drains."""
         self._waits.interrupt()
+
+
+def _past(state: FollowState) -> bool:
+    """The follow's timeout has passed: the poll just made was its last."""
+    return datetime.now(UTC) >= state.deadline
 
 
 def _remaining_s(state: FollowState) -> float:

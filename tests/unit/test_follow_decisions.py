@@ -232,19 +232,24 @@ async def test_refusals_in_a_row_end_the_follow_as_unknown(failures_before, ends
     assert completion.error["message"].startswith(f"{DESCRIBE} was refused 3 times in a row, last with")
 
 
-async def test_a_follow_past_its_deadline_ends_timed_out_without_a_call():
-    """The follow timeout passed: a timed-out completion, and the Describe call is not made."""
-    aws = ScriptedAws([])
+@pytest.mark.parametrize(
+    ("step", "polls", "job_outcome", "job_status"),
+    [
+        pytest.param(answer({"status": "Running"}), 5, "timed-out", "Running", id="still-running"),
+        pytest.param(answer({"status": "Succeeded"}), 5, "succeeded", "Succeeded", id="ended-just-in-time"),
+        pytest.param(client_error("InternalServerException", 500), 5, "timed-out", "Running", id="last-poll-failed"),
+    ],
+)
+async def test_the_poll_at_the_deadline_is_the_last(step, polls, job_outcome, job_status):
+    """Past the follow timeout one last Describe call decides: the job's end, or `timed-out`."""
+    aws = ScriptedAws([step])
     state = follow_state(deadline=datetime.now(UTC) - timedelta(seconds=1), job_status="Running")
     outcome = await make_follower(aws).poll(delivery(state))
 
     assert type(outcome) is Finished
-    assert (outcome.completion.job_outcome, outcome.completion.job_status, outcome.completion.polls) == (
-        "timed-out",
-        "Running",
-        4,
-    )
-    assert aws.calls == []
+    completion = outcome.completion
+    assert (completion.job_outcome, completion.job_status, completion.polls) == (job_outcome, job_status, polls)
+    assert len(aws.calls) == 1
 
 
 @pytest.mark.parametrize(
