@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from bench import memory, ratelimit, redis_cost, throughput
+from bench import follow, memory, ratelimit, redis_cost, throughput
 from bench.config import from_args, parser
 from bench.harness import Scenario, bench_vhost, lost_broker, wait_for_broker
 from bench.processes import running_emulator
@@ -90,6 +90,8 @@ class Bench:
             await self.step("adaptation", self._one(ratelimit.adaptation))
         if "memory" in only:
             await self.step("memory", self._one(memory.memory))
+        if "follow" in only:
+            await self.step("follow", self._one(follow.follow))
 
     def _one(self, benchmark: Callable[..., Awaitable[Section]]) -> Callable[[], Awaitable[list[Section]]]:
         async def work() -> list[Section]:

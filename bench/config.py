@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "latency", "redis", "ratelimit", "adaptation", "memory")
+BENCHMARKS = ("throughput", "latency", "redis", "ratelimit", "adaptation", "memory", "follow")
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -36,6 +36,14 @@ class BenchConfig:
     memory_sample_s: float = 20.0
     memory_latency_ms: float = 2_000.0
     memory_limit_mb: float = 150.0
+    follow_jobs: int = 10_000
+    follow_start_jobs: int = 2_000
+    follow_min_s: float = 1.0
+    follow_max_s: float = 120.0
+    follow_rate_per_s: float = 50.0
+    follow_burst: int = 50
+    follow_timeout_s: float = 900.0
+    follow_start_ratio: float = 0.9
     only: tuple[str, ...] = BENCHMARKS
     out_dir: Path = RESULTS_DIR
 
@@ -62,7 +70,15 @@ HELP = {
     "memory_jobs": "jobs waiting in the queues while the worker's memory is sampled",
     "memory_sample_s": "how long the worker's RSS is sampled",
     "memory_latency_ms": "emulator latency of the memory run, so the worker holds its prefetch and little else",
-    "memory_limit_mb": "the most RSS that passes",
+    "memory_limit_mb": "the most RSS that passes (also the follow run's worker)",
+    "follow_jobs": "jobs started with follow: true and followed to their end by one worker",
+    "follow_start_jobs": "plain jobs started before the follow load and again while it runs (start throughput)",
+    "follow_min_s": "shortest emulated duration of a followed job, s",
+    "follow_max_s": "longest emulated duration of a followed job, s (uniform between the two)",
+    "follow_rate_per_s": "Describe calls per second per operation, in the worker and at the emulator",
+    "follow_burst": "burst of that Describe limit, in the worker and at the emulator",
+    "follow_timeout_s": "how long after publishing the followed jobs to wait for their completions",
+    "follow_start_ratio": "start throughput while following over before that passes",
     "only": f"benchmarks to run, comma-separated: {','.join(BENCHMARKS)}",
     "out_dir": "where the Markdown and JSON results go",
 }
@@ -76,6 +92,9 @@ QUICK = {
     "adapt_jobs": 300,
     "memory_jobs": 20_000,
     "memory_sample_s": 10.0,
+    "follow_jobs": 2_000,
+    "follow_start_jobs": 500,
+    "follow_max_s": 40.0,
 }
 
 
