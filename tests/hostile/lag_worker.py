@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import uvloop
 
 from dispatcher import cli
 
@@ -96,7 +97,7 @@ class LoopLag:
 
 def main(argv: list[str]) -> None:
     """Run `dispatcher run` with the lag probe writing to the file named first."""
-    original_run = asyncio.run
+    original_run = uvloop.run  # the worker's own loop
 
     def run_with_probe(main: Coroutine[Any, Any, Any], **options: Any) -> Any:
         async def probed() -> Any:
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> None:
 
         return original_run(probed(), **options)
 
-    asyncio.run = run_with_probe
+    uvloop.run = run_with_probe
     sys.argv = ["dispatcher", "run"]
     cli.main()
 
