@@ -89,6 +89,8 @@ class Pipeline:
         self._decoder = decoder
         self._follower = follower
         self._triage_queues = triage_queues or TriageQueues({}, {})
+        # Every queue whose dead letters triage believes, merged once rather than per dead letter.
+        self._believed = {**self._triage_queues.job_queues, **self._triage_queues.follow_queues}
         self._aws = aws
         self._limiters = limiters
         self._ledger = ledger
@@ -114,10 +116,9 @@ class Pipeline:
         Only the broker's dead-lettering delivers through the triage exchange; a message that
         reached triage through the alternate exchange carries nothing but what its publisher wrote.
         """
-        queues = self._triage_queues
-        believed = {**queues.job_queues, **queues.follow_queues}
-        error = triage(arrival.headers, arrival.routing_key, believed, dead_lettered=dead_lettered)
-        if dead_lettered and latest_death(arrival.headers.get("x-death")).get("queue") in queues.follow_queues:
+        error = triage(arrival.headers, arrival.routing_key, self._believed, dead_lettered=dead_lettered)
+        follow_queues = self._triage_queues.follow_queues
+        if dead_lettered and latest_death(arrival.headers.get("x-death")).get("queue") in follow_queues:
             # A follow message, not a job: its job was started, so no failed result may say otherwise.
             return DeadLetter(error, None, 0)
         body_job_id = job_id_of(arrival.body, self._decoder.max_message_bytes)
