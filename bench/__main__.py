@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from bench import follow, memory, ratelimit, redis_cost, throughput
+from bench import follow, half_load, memory, ratelimit, redis_cost, throughput
 from bench.config import from_args, parser
 from bench.harness import Scenario, bench_vhost, lost_broker, wait_for_broker
 from bench.processes import running_emulator
@@ -52,6 +52,7 @@ class Bench:
         self.sections: list[Section] = []
         self.failed: list[str] = []
         self._bare: Drained | None = None
+        self._worker_max_per_s: float | None = None
 
     async def step(self, name: str, work: Callable[[], Awaitable[list[Section]]]) -> None:
         """Run one benchmark; a failure is reported and the others still run."""
@@ -80,6 +81,8 @@ class Bench:
         only = self.config.only
         if "throughput" in only:
             await self.step("throughput", self._throughput)
+        if "halfload" in only:
+            await self.step("latency at half load", self._half_load)
         if "latency" in only:
             await self.step("latency", self._latency)
         if "redis" in only:
@@ -111,6 +114,7 @@ class Bench:
         config = self.config
         bare = await self._bare_amqp()
         run = await throughput.measure(config, self.amqp_url, self.emulator, self.log_dir, 0, bare)
+        self._worker_max_per_s = run.worker.jobs_per_s
         sections = [throughput.throughput_section(run, config.target_ratio)]
         missed = run.ratio < config.target_ratio
         if config.profile == "always" or (config.profile == "auto" and missed):
@@ -119,6 +123,10 @@ class Bench:
                 self.amqp_url, self.emulator, config.profile_jobs, config.concurrency, self.log_dir
             )
         return sections
+
+    async def _half_load(self) -> list[Section]:
+        args = (self.config, self.amqp_url, self.emulator, self.log_dir, self._worker_max_per_s)
+        return [await half_load.half_load(*args)]
 
     async def _latency(self) -> list[Section]:
         bare = await self._bare_amqp()

@@ -29,11 +29,11 @@ from dispatcher.registry import default_registry
 REGION = "us-east-1"
 
 
-def decoded_jobs(count: int) -> dict[str, list[Job]]:
-    """The jobs the worker would call AWS with, by routing key."""
+def decoded_jobs(count: int, prefix: str = "bare") -> dict[str, list[Job]]:
+    """The jobs the worker would call AWS with (ids `prefix-NNNNNN`), by routing key."""
     decoder = Decoder(default_registry(), REGION, (REGION,), 8 * 1024 * 1024)
     jobs: dict[str, list[Job]] = {rk: [] for rk in ROUTING_KEYS}
-    for routing_key, job_id in job_ids("bare", ROUTING_KEYS, count):
+    for routing_key, job_id in job_ids(prefix, ROUTING_KEYS, count):
         body = orjson.dumps(example_job(routing_key, job_id))
         jobs[routing_key].append(decoder.decode(body, routing_key, job_id))
     return jobs

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-BENCHMARKS = ("throughput", "latency", "redis", "ratelimit", "adaptation", "memory", "follow")
+BENCHMARKS = ("throughput", "halfload", "latency", "redis", "ratelimit", "adaptation", "memory", "follow")
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -18,9 +18,11 @@ class BenchConfig:
     concurrency: int = 64
     latencies_ms: tuple[float, ...] = (20.0, 200.0)
     latency_jobs: int = 10_000
+    half_load_jobs: int = 6_000
+    max_added_p99_ms: float = 5.0
     redis_jobs: int = 10_000
     redis_url: str = "redis://127.0.0.1:6379/0"
-    target_ratio: float = 0.85
+    target_ratio: float = 0.9
     profile: str = "auto"
     profile_jobs: int = 5_000
     rate_jobs: int = 1_000
@@ -53,6 +55,8 @@ HELP = {
     "concurrency": "the worker's prefetch per operation queue, and the bare loops' calls in flight per operation",
     "latencies_ms": "emulator latencies of the concurrency-bound runs, comma-separated",
     "latency_jobs": "jobs drained by each latency run",
+    "half_load_jobs": "jobs published at half the worker's maximum rate, to the worker and to a naive loop",
+    "max_added_p99_ms": "the most the worker may add to the p99 publish -> result latency at half load that passes",
     "redis_jobs": "jobs drained by each run of the redis benchmark (without, then with the shared limiter and ledger)",
     "redis_url": "the Redis of the redis benchmark's shared run (keys in a namespace of its own, deleted afterwards)",
     "target_ratio": "worker throughput over the combined bound that passes",
@@ -86,6 +90,7 @@ HELP = {
 QUICK = {
     "jobs": 3_000,
     "latency_jobs": 2_000,
+    "half_load_jobs": 1_500,
     "redis_jobs": 2_000,
     "profile_jobs": 2_000,
     "rate_jobs": 300,

@@ -135,7 +135,7 @@ class Scenario:
             "AWS_ENDPOINT_URL": emulator_url,
             "DISPATCHER_HTTP_HOST": "127.0.0.1",
             "DISPATCHER_HTTP_PORT": str(http_port),
-            "DISPATCHER_LOG_LEVEL": "warning",
+            "DISPATCHER_LOG_LEVEL": "info",  # as deployed: one line per job
             "DISPATCHER_LOG_FORMAT": "json",
         }
 
@@ -181,12 +181,13 @@ async def prepare_queues(scenario: Scenario, jobs: list[tuple[str, str]]) -> flo
         for start in range(0, len(jobs), PUBLISH_WINDOW):
             batch = jobs[start : start + PUBLISH_WINDOW]
             await asyncio.gather(
-                *(exchange.publish(_job_message(rk, job_id), rk, mandatory=True) for rk, job_id in batch)
+                *(exchange.publish(job_message(rk, job_id), rk, mandatory=True) for rk, job_id in batch)
             )
         return len(jobs) / (time.perf_counter() - started)
 
 
-def _job_message(routing_key: str, job_id: str) -> Message:
+def job_message(routing_key: str, job_id: str) -> Message:
+    """The message a publisher sends for one example job."""
     return Message(
         orjson.dumps(example_job(routing_key, job_id)),
         content_type="application/json",
