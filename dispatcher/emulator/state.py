@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from dispatcher.emulator.faults import NO_FAULTS, CallPlan, FaultPolicy, FaultSettings
@@ -42,6 +43,8 @@ class EmulatorState:
         self.followed = FollowedJobs(self.operations.values(), lifecycle or {})
         self.jobs = JobStore(MAX_REMEMBERED_TOKENS)
         self.calls = CallLog(CALL_LOG_LIMIT)
+        self.arrived: Counter[str] = Counter()
+        """Calls by routing key as they arrive, before any added latency: a test sees a call in flight."""
         self.rng = random.Random()  # noqa: S311 - dice for faults, not secrets; tests may seed it
         self._startup_faults = dict(faults)
         self._policies: dict[str, FaultPolicy] = {}
@@ -67,6 +70,7 @@ class EmulatorState:
 
     def plan(self, routing_key: str, now: float) -> CallPlan:
         """The faults' decision for a call of `routing_key` arriving at monotonic time `now`."""
+        self.arrived[routing_key] += 1
         policy = self._policies.get(routing_key)
         return NO_FAULTS if policy is None else policy.plan(now, self.rng)
 
@@ -75,6 +79,7 @@ class EmulatorState:
         self.jobs.clear()
         self.followed.reset()
         self.calls.clear()
+        self.arrived.clear()
         self.replace_faults(self._startup_faults)
 
     def _operation(self, routing_key: str) -> ModeledOperation:

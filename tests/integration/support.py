@@ -20,7 +20,7 @@ import pytest
 from aio_pika import DeliveryMode, Message
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
     from aio_pika.abc import AbstractChannel, AbstractConnection
 
@@ -121,6 +121,17 @@ class Broker:
             return messages
         finally:
             await channel.close()
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Wait for `condition` to hold (checked every 20 ms); fail naming `what` if it never does."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        msg = f"waited {timeout_s:g} s for {what}"
+        raise AssertionError(msg) from None
 
 
 def job_id_of(message: Received) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from dispatcher.emulator import parse_faults
 from dispatcher.examples import example_job
-from tests.integration.support import Broker
+from tests.integration.support import Broker, wait_until
 
 M2 = "m2.StartBatchJob"
 DATAZONE = "datazone.StartDataSourceRun"
@@ -138,9 +138,11 @@ async def test_message_that_kills_workers_ends_as_delivery_limit_without_taking_
     good = new_ids(10, "good")
     await broker.publish(example_job(M2, poison), M2)
     env = {"DISPATCHER_DELIVERY_LIMIT": "2"}
+    arrived = emulator.state.arrived
     for _ in range(3):
+        calls_before = arrived[M2]
         worker = await spawn_worker(**env)
-        await asyncio.sleep(1.0)
+        await wait_until(lambda before=calls_before: arrived[M2] > before, "the worker's call of the poison job")
         worker.kill()
         await worker.wait()
     for job_id in good:
