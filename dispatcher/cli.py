@@ -44,7 +44,9 @@ def run() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
-        runner = await start_health_server(lambda: worker.ready, settings.http_host, settings.http_port)
+        runner = await start_health_server(
+            lambda: worker.ready, worker.started.is_set, settings.http_host, settings.http_port
+        )
         try:
             await worker.run()
         finally:
