@@ -1,4 +1,4 @@
-"""The `dispatcher` command: worker, topology, submit, emulator, schema, dlq.
+"""The `dispatcher` command: worker, topology, submit, emulator, schema, dlq, capacity.
 
 Exit codes: 0 success, 1 operational failure, 2 usage or validation error. Errors are one
 sentence on stderr; `--debug` shows the traceback.
