@@ -91,7 +91,7 @@ def prefetch_for(limits: Iterable[tuple[float, int]]) -> int:
     return max((max(burst, math.ceil(rate * HOLD_S)) for rate, burst in limits), default=1)
 
 
-def capacity(settings: Settings, registry: Registry) -> Capacity:
+def recommend(settings: Settings, registry: Registry) -> Capacity:
     """The recommended replicas, prefetch and pod resources for these settings."""
     regions = settings.enabled_regions or (settings.region,)
     starts = [_per_queue(settings.rate_limit_for(op.routing_key), len(regions)) for op in registry]

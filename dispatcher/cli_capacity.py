@@ -20,6 +20,7 @@ from dispatcher.capacity import (
     HELD_PER_BODY_BYTE,
     HOLD_S,
     MIN_REPLICAS,
+    recommend,
 )
 from dispatcher.cli_app import _settings, app
 
@@ -53,12 +54,11 @@ def capacity(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
 ) -> None:
     """Print the sizing of a configuration (HELP has the formula)."""
-    from dispatcher.capacity import capacity as compute  # noqa: PLC0415
     from dispatcher.registry import default_registry  # noqa: PLC0415
     from dispatcher.settings import read_config_file  # noqa: PLC0415
 
     settings = _settings(**read_config_file(config)) if config else _settings()
-    figures = compute(settings, default_registry())
+    figures = recommend(settings, default_registry())
     if as_json:
         sys.stdout.write(orjson.dumps(figures.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return

@@ -25,7 +25,7 @@ bursts = st.integers(min_value=1, max_value=500)
 
 def test_default_limits_need_two_pods_of_a_quarter_core():
     """13 start calls/s and 25 polls/s cost 0.12 of a core: two pods, the floor, and a prefetch of 10."""
-    figures = capacity.capacity(load_settings(), REGISTRY)
+    figures = capacity.recommend(load_settings(), REGISTRY)
     assert (figures.start_calls_per_s, figures.follow_calls_per_s) == (13.0, 25.0)
     assert figures.cores == pytest.approx(38 * 3.26e-3, abs=1e-3)
     assert (figures.min_replicas, figures.max_replicas, figures.expected_replicas) == (2, 2, 2)
@@ -36,8 +36,8 @@ def test_default_limits_need_two_pods_of_a_quarter_core():
 
 def test_regions_multiply_the_rates_of_every_queue():
     """Each enabled region has its own limiter, so an operation's queue serves the sum of their rates."""
-    one = capacity.capacity(load_settings(aws_region="us-east-1"), REGISTRY)
-    two = capacity.capacity(load_settings(aws_region="us-east-1", aws_regions=["eu-west-1"]), REGISTRY)
+    one = capacity.recommend(load_settings(aws_region="us-east-1"), REGISTRY)
+    two = capacity.recommend(load_settings(aws_region="us-east-1", aws_regions=["eu-west-1"]), REGISTRY)
     assert two.start_calls_per_s == 2 * one.start_calls_per_s
     assert two.follow_calls_per_s == 2 * one.follow_calls_per_s
     assert two.concurrency == 2 * one.concurrency
@@ -48,7 +48,7 @@ def test_replicas_cover_the_call_rate_with_a_pod_to_spare(rate, burst):
     """Max replicas at half a core each carry the fleet's calls with one pod draining; expected equals max."""
     limit = {"rate": rate, "burst": burst}
     settings = load_settings(default_rate_limit=limit, default_follow_rate_limit=limit)
-    figures = capacity.capacity(settings, REGISTRY)
+    figures = capacity.recommend(settings, REGISTRY)
     calls = 10 * rate  # five starts and five Describe/Get calls
     assert figures.start_calls_per_s + figures.follow_calls_per_s == pytest.approx(calls, rel=1e-3)
     assert (figures.max_replicas - 1) * capacity.CORE_SHARE_PER_POD >= calls * capacity.CPU_S_PER_CALL - 1e-9
