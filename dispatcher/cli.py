@@ -1,4 +1,4 @@
-"""The `dispatcher` command: worker, topology, submit, emulator, schema, dlq.
+"""The `dispatcher` command: worker, topology, submit, emulator, schema, dlq, capacity.
 
 Exit codes: 0 success, 1 operational failure, 2 usage or validation error. Errors are one
 sentence on stderr; `--debug` shows the traceback.
@@ -44,7 +44,9 @@ def run() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
-        runner = await start_health_server(lambda: worker.ready, settings.http_host, settings.http_port)
+        runner = await start_health_server(
+            lambda: worker.ready, worker.started.is_set, settings.http_host, settings.http_port
+        )
         try:
             await worker.run()
         finally:
@@ -162,4 +164,4 @@ def _sentence(exc: BaseException) -> str:
 
 
 # After cli's own commands, so `--help` lists run, topology, schema and emulator first.
-from dispatcher import cli_dlq, cli_submit  # noqa: E402, F401 - their commands join the app
+from dispatcher import cli_capacity, cli_dlq, cli_submit  # noqa: E402, F401 - their commands join the app

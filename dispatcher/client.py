@@ -98,7 +98,7 @@ class DispatcherClient:
         registry: Registry | None = None,
         publish_timeout_s: float = 10.0,
         validate: bool = True,
-        max_message_bytes: int = 8 * 1024 * 1024,
+        max_message_bytes: int = 1024 * 1024,  # the workers' default
     ) -> None:
         self._url = amqp_url
         self._jobs_exchange_name = jobs_exchange

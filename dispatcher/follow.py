@@ -152,10 +152,10 @@ class Follower:
             if isinstance(error, ThrottledByAws):
                 await limiter.on_throttle(grant, error.retry_after_s)
                 metrics.THROTTLES.labels(label).inc()
-                metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
+                metrics.RATE_LIMIT_CALLS_PER_SECOND.labels(label, state.region).set(limiter.rate)
             return self._failed(polled, operation, label, error)
         limiter.on_success()
-        metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
+        metrics.RATE_LIMIT_CALLS_PER_SECOND.labels(label, state.region).set(limiter.rate)
         return self._answered(polled, operation, operation.companion, label, answer.response)
 
     def _answered(

@@ -1,7 +1,8 @@
 """Probes and metrics over HTTP, on the worker's own event loop.
 
-`/livez` answers as long as the loop does: it never depends on RabbitMQ or AWS, or a broker
-outage would restart every pod. `/readyz` is the worker's own readiness.
+`/livez` answers 503 until start-up is done (the AWS clients open), then as long as the loop does:
+it never depends on RabbitMQ or on AWS answering, or a broker outage would restart every pod.
+`/readyz` is the worker's own readiness: consuming.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-def health_app(is_ready: Callable[[], bool]) -> web.Application:
+def health_app(is_ready: Callable[[], bool], is_started: Callable[[], bool]) -> web.Application:
     """The aiohttp application serving `/livez`, `/readyz` and `/metrics`."""
 
     async def livez(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        if is_started():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="starting\n")
 
     async def readyz(_: web.Request) -> web.Response:
         if is_ready():
@@ -38,9 +41,11 @@ def health_app(is_ready: Callable[[], bool]) -> web.Application:
     return app
 
 
-async def start_health_server(is_ready: Callable[[], bool], host: str, port: int) -> web.AppRunner:
+async def start_health_server(
+    is_ready: Callable[[], bool], is_started: Callable[[], bool], host: str, port: int
+) -> web.AppRunner:
     """Start serving; the caller cleans the returned runner up at shutdown."""
-    runner = web.AppRunner(health_app(is_ready), access_log=None)
+    runner = web.AppRunner(health_app(is_ready, is_started), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

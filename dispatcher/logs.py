@@ -65,11 +65,32 @@ def redact_urls(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return {key: _masked(value) for key, value in event_dict.items()}
 
 
-class _MaskingFormatter(logging.Formatter):
-    """The standard library's lines (aiormq, aio_pika, botocore) get the same masking."""
+def _orjson_text(event_dict: Any, **_: Any) -> str:  # noqa: ANN401 - what JSONRenderer passes
+    """orjson for the standard library's lines, whose formatter must return text."""
+    return orjson.dumps(event_dict).decode()
 
-    def format(self, record: logging.LogRecord) -> str:
-        return mask_urls(super().format(record))
+
+def stdlib_formatter(*, as_json: bool) -> logging.Formatter:
+    """Render the standard library's records (aiormq, aio_pika, botocore, aiohttp, asyncio) as structlog does.
+
+    In JSON each record becomes one line with `level`, `logger`, `event` and `timestamp`, its URLs
+    masked; the job lines do not go through it, so their cost is unchanged.
+    """
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_urls,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(serializer=_orjson_text)
+            if as_json
+            else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+    )
 
 
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:
@@ -99,5 +120,5 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(stdlib_formatter(as_json=as_json))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])

@@ -146,7 +146,7 @@ class Pipeline:
                 # jobs that each slept it would all wake at once and be throttled together.
                 await limiter.on_throttle(grant, error.retry_after_s)
                 metrics.THROTTLES.labels(label).inc()
-                metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
+                metrics.RATE_LIMIT_CALLS_PER_SECOND.labels(label, job.region).set(limiter.rate)
                 throttled_s += waited_s
                 if throttled_s < self._policy.max_throttle_wait_s and not self._draining.is_set():
                     continue
@@ -161,7 +161,7 @@ class Pipeline:
             except JobError as error:
                 return _dead_letter(arrival, job, error, state.called(error.code))
             limiter.on_success()
-            metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
+            metrics.RATE_LIMIT_CALLS_PER_SECOND.labels(label, job.region).set(limiter.rate)
             return await self._started(arrival, job, entry, deduplicated=False)
 
     async def _started(self, arrival: Arrival, job: Job, started: StartedEntry, *, deduplicated: bool) -> Succeeded:

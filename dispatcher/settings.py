@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -119,7 +120,12 @@ class Settings(BaseSettings):
     delivery_limit: int = Field(default=10, ge=1)
 
     concurrency: int = Field(default=32, ge=1)
-    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # 1 MiB holds the largest request of M2 (500 parameters of 1 KiB), Lookout for Equipment, DataZone
+    # and Clean Rooms, and a QuickSight InputPayload of up to 1 MiB (the API allows 7,000,000 characters).
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The pod's memory limit (the Deployment passes it through the downward API); set, the messages
+    # the worker may hold at their size limit must fit in it (dispatcher.capacity).
+    memory_limit_mib: int | None = Field(default=None, ge=1)
     aws_call_timeout_s: PositiveFloat = 30.0
     aws_connect_timeout_s: PositiveFloat = 5.0
     aws_region: str | None = None
@@ -221,6 +227,37 @@ class Settings(BaseSettings):
         if self.aws_region is None:
             region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             object.__setattr__(self, "aws_region", region or "us-east-1")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_memory_limit(self) -> Settings:
+        """Refuse a prefetch and message size whose worst case exceeds the pod's memory limit."""
+        if self.memory_limit_mib is None:
+            return self
+        from dispatcher import capacity  # noqa: PLC0415
+        from dispatcher.operations import OPERATION_SPECS  # noqa: PLC0415
+
+        followed = sum(1 for spec in OPERATION_SPECS if spec.companion is not None)
+        messages = capacity.in_flight_messages(
+            self.concurrency, self.follow_concurrency, len(OPERATION_SPECS), followed
+        )
+        need_mib = capacity.worst_case_mib(messages, self.max_message_bytes)
+        if need_mib > self.memory_limit_mib:
+            raise PydanticCustomError(
+                "memory_limit",
+                "{messages} messages in flight (concurrency x {queues} queues + follow_concurrency x "
+                "{followed}) of up to max_message_bytes={size} need up to {need} MiB, over the "
+                "{limit} MiB memory limit: lower concurrency, follow_concurrency or max_message_bytes, "
+                "or raise the limit (`dispatcher capacity` computes it)",
+                {
+                    "messages": messages,
+                    "queues": len(OPERATION_SPECS) + 1,
+                    "followed": followed,
+                    "size": self.max_message_bytes,
+                    "need": math.ceil(need_mib),
+                    "limit": self.memory_limit_mib,
+                },
+            )
         return self
 
     @property
@@ -402,7 +439,9 @@ def describe_settings_errors(exc: ValidationError) -> str:
         loc = [str(part) for part in error["loc"]]
         field = loc[0] if loc else ""
         variable = f"{ENV_PREFIX}{field.upper()}"
-        if variable in {name.upper() for name in os.environ} or not config_file:
+        if not field:  # a check across settings (the memory limit)
+            where = config_file or "the settings"
+        elif variable in {name.upper() for name in os.environ} or not config_file:
             where = variable
         else:
             where = f"{config_file}: {field}"

@@ -14,6 +14,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from dispatcher import metrics
 from dispatcher.aws import AwsClients
 from dispatcher.envelope import Decoder, FollowDefaults
 from dispatcher.follow import Follower, FollowPolicy
@@ -132,10 +133,16 @@ def wire(settings: Settings, registry: Registry) -> Parts:
 
 
 def _limiter(settings: Settings, redis: Redis | None, routing_key: str, region: str, limit: RateLimit) -> Limiter:
+    """A limiter for one operation and region; its rate gauges exist from the moment it does."""
+    limiter: Limiter
     if redis is None:
-        return AdaptiveLimiter(limit.rate, limit.burst)
-    key = f"{settings.jobs_exchange}:rate:{routing_key}:{region}"
-    return SharedLimiter(redis, key, limit.rate, limit.burst, settings.expected_replicas)
+        limiter = AdaptiveLimiter(limit.rate, limit.burst)
+    else:
+        key = f"{settings.jobs_exchange}:rate:{routing_key}:{region}"
+        limiter = SharedLimiter(redis, key, limit.rate, limit.burst, settings.expected_replicas)
+    metrics.RATE_LIMIT_CONFIGURED_CALLS_PER_SECOND.labels(routing_key, region).set(limit.rate)
+    metrics.RATE_LIMIT_CALLS_PER_SECOND.labels(routing_key, region).set(limiter.rate)
+    return limiter
 
 
 def _ledger(settings: Settings, redis: Redis | None) -> Ledger:

@@ -65,7 +65,8 @@ class Worker:
         self._draining = parts.draining
         self._session: Session | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Events for whoever runs the worker in-process (tests, tools): consuming, and run() returned.
+        # Start-up done (AWS clients open), consuming, and run() returned: for the probes, tests, tools.
+        self.started = asyncio.Event()
         self.consuming = asyncio.Event()
         self.stopped = asyncio.Event()
         self.aws = parts.aws
@@ -76,8 +77,8 @@ class Worker:
 
     @property
     def ready(self) -> bool:
-        """Connected, topology declared, every consumer attached, and not shutting down."""
-        return self._session is not None and not self._draining.is_set()
+        """Consuming (AWS clients open, connected, topology declared, every consumer attached), not stopping."""
+        return self.consuming.is_set() and not self._draining.is_set()
 
     def stop(self) -> None:
         """Begin the shutdown: stop taking jobs and drain (SIGTERM/SIGINT call this)."""
@@ -90,14 +91,13 @@ class Worker:
 
     async def run(self) -> None:
         """Serve until `stop()`, then finish what is in flight within the grace period."""
-        for (label, _), limiter in (*self.parts.limiters.items(), *self.parts.poll_limiters.items()):
-            metrics.RATE_LIMIT_RATE.labels(label).set(limiter.rate)
         metrics.RATE_LIMIT_SHARED.set(1 if self.redis else 0)
         await self.aws.open(self.registry.services, self.settings.enabled_regions or (self.settings.region,))
         # What start-up built (service models, clients) lives as long as the process: moved out of
         # the collector's reach, the first full collection no longer stalls the loop for ~0.4 s.
         gc.collect()
         gc.freeze()
+        self.started.set()
         try:
             await self._supervise()
             await self._drain()

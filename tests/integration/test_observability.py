@@ -10,6 +10,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import aiohttp
+from prometheus_client import generate_latest
 
 from dispatcher.examples import example_job
 from dispatcher.health import start_health_server
@@ -31,14 +32,20 @@ async def _get(url: str) -> tuple[int, str]:
 
 
 async def test_readyz_follows_the_worker_and_livez_the_loop(start_worker):
-    """readyz is false before connect, true when consuming, false from SIGTERM on; livez stays true."""
+    """readyz is false before connect, true when consuming, false from SIGTERM on; livez true once started."""
     holder: dict[str, Worker] = {}
-    runner = await start_health_server(lambda: "w" in holder and holder["w"].ready, "127.0.0.1", 0)
+    runner = await start_health_server(
+        lambda: "w" in holder and holder["w"].ready,
+        lambda: "w" in holder and holder["w"].started.is_set(),
+        "127.0.0.1",
+        0,
+    )
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
         assert (await _get(f"{base}/readyz"))[0] == 503
-        assert (await _get(f"{base}/livez"))[0] == 200
+        assert (await _get(f"{base}/livez")) == (503, "starting\n")
         holder["w"] = await start_worker()
+        assert (await _get(f"{base}/livez"))[0] == 200
         assert (await _get(f"{base}/readyz"))[0] == 200
         holder["w"].stop()
         assert (await _get(f"{base}/readyz"))[0] == 503
@@ -51,9 +58,10 @@ async def test_livez_stays_true_while_the_broker_is_unreachable(settings_for, em
     """With no broker to connect to, the worker keeps retrying: not ready, but alive."""
     worker = build_worker(settings_for(amqp_url="amqp://guest:guest@127.0.0.1:1/"), default_registry())
     task = asyncio.create_task(worker.run())
-    runner = await start_health_server(lambda: worker.ready, "127.0.0.1", 0)
+    runner = await start_health_server(lambda: worker.ready, worker.started.is_set, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
+        await worker.started.wait()
         await asyncio.sleep(1.5)
         assert not task.done()
         assert (await _get(f"{base}/livez"))[0] == 200
@@ -85,7 +93,50 @@ async def test_metrics_move_when_jobs_flow(start_worker, broker):
     assert _sample("dispatcher_aws_call_duration_seconds_count", operation=M2, status="200") == before_calls + 1
     assert _sample("dispatcher_jobs_in_flight", operation=M2) == 0
     assert _sample("dispatcher_consumers_attached") == 11  # five operations, triage, five follow queues
-    assert _sample("dispatcher_rate_limit_rate", operation=M2) > 0
+    assert _sample("dispatcher_rate_limit_calls_per_second", operation=M2, region="us-east-1") > 0
+
+
+async def test_a_worker_whose_aws_clients_are_not_open_is_neither_started_nor_ready(settings_for, emulator):
+    """With the broker up but the AWS clients still being made, /livez says starting and /readyz 503; then both 200."""
+    worker = build_worker(settings_for(), default_registry())
+    opening, release = asyncio.Event(), asyncio.Event()
+    open_clients = worker.aws.open
+
+    async def slow_open(*args: object) -> None:
+        opening.set()
+        await release.wait()
+        await open_clients(*args)  # type: ignore[arg-type]
+
+    worker.aws.open = slow_open  # type: ignore[method-assign]
+    runner = await start_health_server(lambda: worker.ready, worker.started.is_set, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(opening.wait(), 10)
+        assert (await _get(f"{base}/livez")) == (503, "starting\n")
+        assert (await _get(f"{base}/readyz"))[0] == 503
+        release.set()
+        await asyncio.wait_for(worker.consuming.wait(), 30)
+        assert (await _get(f"{base}/livez"))[0] == 200
+        assert (await _get(f"{base}/readyz"))[0] == 200
+    finally:
+        release.set()
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+        await runner.cleanup()
+
+
+async def test_rate_gauges_exist_before_the_first_job(settings_for):
+    """Building a worker sets the configured and allowed rate of every operation and Describe/Get call, per region."""
+    settings = settings_for(aws_region="us-east-1", rate_limits={M2: {"rate": 7, "burst": 3}})
+    build_worker(settings, default_registry())
+    for op in default_registry():
+        for key in (op.routing_key, op.spec.companion_routing_key):
+            assert _sample("dispatcher_rate_limit_configured_calls_per_second", operation=key, region="us-east-1") > 0
+    assert _sample("dispatcher_rate_limit_configured_calls_per_second", operation=M2, region="us-east-1") == 7
+    assert _sample("dispatcher_rate_limit_calls_per_second", operation=M2, region="us-east-1") == 7
+    exposition = generate_latest(REGISTRY).decode()
+    assert "_created" not in exposition
 
 
 async def test_no_secret_reaches_the_logs(spawn_worker, worker_env, broker, emulator, declare, vhost):
