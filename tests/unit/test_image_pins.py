@@ -33,6 +33,7 @@ def test_uv_is_installed_against_wheel_hashes():
     [version] = re.findall(r"^uv==(\S+)", requirements, flags=re.MULTILINE)
     assert len(re.findall(r"--hash=sha256:[0-9a-f]{64}", requirements)) >= 2  # amd64 and arm64
     assert f"uv=={version}" in (ROOT / ".ci" / "run").read_text()
+    assert f"uv=={version}" in (ROOT / "Makefile").read_text()
     assert "!deploy/uv-requirements.txt" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
