@@ -2,7 +2,7 @@
 UV ?= uv
 PYTEST = $(UV) run pytest
 
-.PHONY: install test test-unit lint format typecheck generate check-generated schemas demo emulator worker bench bench-follow soak hostile check-deploy ci
+.PHONY: install test test-unit lint format typecheck generate check-generated schemas alert-rules demo emulator worker bench bench-follow soak hostile check-deploy ci
 
 install:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet 'uv==0.13.8'
@@ -33,6 +33,10 @@ check-generated:
 
 schemas:
 	$(UV) run python tools/write_schemas.py
+
+# deploy/prometheus-rules.yaml from the PrometheusRule in deploy/components/monitoring (their one source).
+alert-rules:
+	$(UV) run python tools/write_alert_rules.py
 
 demo: install
 	$(UV) run python tools/demo.py

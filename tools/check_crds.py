@@ -5,7 +5,7 @@ Usage:
 
 Each RENDERED file is the output of one `kubectl kustomize` (one overlay). For every document:
 
-* a custom resource (KEDA, Prometheus Operator) is validated against its JSON schema in DIR
+* a custom resource (KEDA, Prometheus Operator: PodMonitor, PrometheusRule) is validated against its JSON schema in DIR
   (apiVersion/kind -> file, see DIR/README.md), and its `metadata` against Kubernetes' ObjectMeta;
 * any other kind must be one `kubernetes-validate` has a schema for: nothing passes unchecked.
 
@@ -46,6 +46,7 @@ CRD_SCHEMAS: dict[tuple[str, str], str] = {
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication_v1alpha1.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor_v1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule_v1.json",
 }
 QUEUE_PREFIX = "dispatcher.jobs."
 WORKER_CONTAINER = "dispatcher"

@@ -10,8 +10,12 @@ import yaml
 
 from dispatcher.metrics import REGISTRY
 from dispatcher.registry import default_registry
+from tests.unit.kustomize_render import render, worker_container
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
+DOCS = Path(__file__).parents[2] / "docs"
+# The ingestion roles the workers may hand to Lookout for Equipment (docs/deployment.md, "IAM permissions").
+LOOKOUT_ROLE_PATTERN = "arn:aws:iam::*:role/job-dispatcher-lookout-*"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
@@ -34,11 +38,24 @@ def test_follow_statement_grants_exactly_the_describe_actions():
     assert sorted(statement["Action"]) == sorted(a for op in default_registry() for a in op.follow_iam_actions)
 
 
-def test_pass_role_is_limited_to_lookout_for_equipment():
-    """iam:PassRole is granted only towards the service that needs it."""
+def test_pass_role_is_limited_to_the_lookout_ingestion_roles():
+    """iam:PassRole passes only roles named by the documented pattern, and only to Lookout for Equipment."""
     policy = json.loads((DEPLOY / "iam-policy.json").read_text())
     [statement] = [s for s in policy["Statement"] if "iam:PassRole" in json.dumps(s["Action"])]
-    assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "lookoutequipment.amazonaws.com"
+    assert statement["Action"] == "iam:PassRole"
+    assert statement["Resource"] == LOOKOUT_ROLE_PATTERN
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "lookoutequipment.amazonaws.com"}}
+    assert f"`{LOOKOUT_ROLE_PATTERN}`" in (DOCS / "deployment.md").read_text()
+
+
+def test_aws_calls_are_limited_to_the_deployed_regions():
+    """Start and Describe/Get calls carry one aws:RequestedRegion list, which holds the prod overlay's region."""
+    policy = json.loads((DEPLOY / "iam-policy.json").read_text())
+    by_sid = {s.get("Sid"): s for s in policy["Statement"]}
+    regions = [by_sid[sid]["Condition"]["StringEquals"]["aws:RequestedRegion"] for sid in ("StartJobs", "FollowJobs")]
+    assert regions[0] == regions[1]
+    env = {e["name"]: e.get("value") for e in worker_container(render("overlays/prod"))["env"]}
+    assert env["AWS_REGION"] in regions[0]
 
 
 def exported_series() -> set[str]:
