@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import orjson
 from aio_pika import DeliveryMode, Message
@@ -293,6 +293,24 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
+class Described(Protocol):
+    """What a filter reads of a dead letter: a `StoredLetter`, or a summary of one kept without its body."""
+
+    @property
+    def job_id(self) -> str | None: ...  # noqa: D102
+    @property
+    def original_routing_key(self) -> str: ...  # noqa: D102
+    @property
+    def service(self) -> str: ...  # noqa: D102
+    @property
+    def operation(self) -> str: ...  # noqa: D102
+    @property
+    def category(self) -> str: ...  # noqa: D102
+    @property
+    def error_code(self) -> str: ...  # noqa: D102
+    def age_s(self, now: datetime, /) -> float | None: ...  # noqa: D102
+
+
 @dataclass(frozen=True, slots=True)
 class LetterFilter:
     """Which dead letters a command acts on: every given criterion must hold (any value of a list)."""
@@ -305,7 +323,7 @@ class LetterFilter:
     older_than_s: float | None = None
     newer_than_s: float | None = None
 
-    def matches(self, letter: StoredLetter, now: datetime) -> bool:
+    def matches(self, letter: Described, now: datetime) -> bool:
         """True when the letter meets every criterion; an unreadable age meets no age criterion."""
         if self.services and letter.service not in self.services:
             return False
