@@ -1,6 +1,6 @@
 """The `dispatcher` application object and what every command module shares: console, exit codes, settings.
 
-Command modules (`cli`, `cli_dlq`, `cli_submit`) import from here and never from each other.
+Command modules (`cli`, `cli_console`, `cli_dlq`, `cli_submit`) import from here and never from each other.
 """
 
 from __future__ import annotations
