@@ -510,6 +510,8 @@ PROSE_COLUMNS = frozenset({"message", "why"})  # the only ones wrapped, at space
 
 def print_letters(console: Console, letters: list[StoredLetter], now: datetime) -> None:
     """The `list` table; tab-separated columns when not on a terminal."""
+    from dispatcher.dead_letters import age_text  # noqa: PLC0415
+
     rows = [
         [
             letter.job_id or "-",
@@ -518,7 +520,7 @@ def print_letters(console: Console, letters: list[StoredLetter], now: datetime) 
             letter.error_code,
             letter.error_message,
             str(letter.attempts),
-            _age(letter.age_s(now)),
+            age_text(letter.age_s(now)),
         ]
         for letter in letters
     ]
@@ -574,11 +576,11 @@ def _print_rows(console: Console, columns: tuple[str, ...], rows: list[list[str]
 
 
 def _show(letter: StoredLetter) -> None:
-    from dispatcher.dead_letters import json_ready  # noqa: PLC0415
+    from dispatcher.dead_letters import age_text, json_ready  # noqa: PLC0415
 
     now = _now()
     summary = letter.summary(now)
-    summary["age"] = _age(summary.pop("age_s"))
+    summary["age"] = age_text(summary.pop("age_s"))
     out.print(_grid("dead letter", summary))
     out.print(_grid("properties", json_ready(letter.properties)))
     out.print(_grid("headers", json_ready(letter.headers)))
@@ -643,16 +645,3 @@ def _plain(text: str) -> str:
 def _truncate(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= MESSAGE_COLUMN_CHARS else line[: MESSAGE_COLUMN_CHARS - 1] + "…"
-
-
-def _age(age_s: float | None) -> str:
-    """Seconds as the two largest units: 45s, 12m 5s, 3h 20m, 4d 2h."""
-    if age_s is None:
-        return "?"
-    seconds = max(0, int(age_s))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])

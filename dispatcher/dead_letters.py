@@ -69,6 +69,19 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _SECONDS_PER_UNIT[match[2]]
 
 
+def age_text(age_s: float | None) -> str:
+    """Seconds as the two largest units: 45s, 12m 5s, 3h 20m, 4d 2h; `?` when unknown."""
+    if age_s is None:
+        return "?"
+    seconds = max(0, int(age_s))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
 @dataclass(frozen=True, slots=True)
 class StoredLetter:
     """One dead-lettered message: its body, headers, AMQP properties and the routing key it has now.

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from dispatcher.console.app import CONSOLE, Console
 from dispatcher.console.index import find_letter
-from dispatcher.console.views import CATEGORIES, FilterError, FilterForm, age_text, redacted_body, shown_values
+from dispatcher.console.views import CATEGORIES, FilterError, FilterForm, redacted_body, shown_values
+from dispatcher.dead_letters import age_text
 from dispatcher.dlq import BrokerProblem, visit
 
 if TYPE_CHECKING:

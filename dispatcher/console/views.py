@@ -107,16 +107,3 @@ def shown_values(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Headers or properties as (name, text) pairs: bytes as text, the rest as JSON."""
     ready = json_ready(dict(values))
     return [(name, value if isinstance(value, str) else orjson.dumps(value).decode()) for name, value in ready.items()]
-
-
-def age_text(age_s: float | None) -> str:
-    """Seconds as the two largest units: 45s, 12m 5s, 3h 20m, 4d 2h."""
-    if age_s is None:
-        return "?"
-    seconds = max(0, int(age_s))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])
