@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 MESSAGE_CHARS = 300  # of the error message kept per letter
 FILTER_CACHE_SIZE = 16
 BUSY_REUSE_S = 10.0  # another command held letters during the build: reuse it this long at least
+WAIT_S = 3.0  # a page waits this long for a build, then shows how far it got and reloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,22 +129,36 @@ class DeadLetterIndex:
         self._max_age_s = max_age_s
         self._snapshot: Snapshot | None = None
         self._building: asyncio.Task[Snapshot] | None = None
+        self._read = (0, 0)
 
     def invalidate(self) -> None:
         """Forget the index: the console changed the queue."""
         self._snapshot = None
 
-    async def current(self) -> Snapshot | None:
-        """The index, rebuilt first if stale; None while one of the console's actions holds the queue."""
+    @property
+    def reading(self) -> tuple[int, int] | None:
+        """(letters read, letters in the queue) while the index is being built, else None."""
+        return self._read if self._building is not None else None
+
+    async def current(self, wait_s: float = WAIT_S) -> Snapshot | None:
+        """The index, rebuilt first if stale.
+
+        None while one of the console's actions holds the queue and nothing was read before it, or
+        while a build takes longer than `wait_s` (see `reading`): the page says so and reloads.
+        """
         snapshot = self._snapshot
         if snapshot is not None and await self._fresh(snapshot):
             return snapshot
         if self._queue_lock.locked() and self._building is None:
             return snapshot  # an action is running: what was known before it, if anything
         if self._building is None:
+            self._read = (0, 0)
             self._building = asyncio.create_task(self._build())
             self._building.add_done_callback(lambda _: setattr(self, "_building", None))
-        return await asyncio.shield(self._building)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._building), wait_s)
+        except TimeoutError:
+            return None
 
     async def _fresh(self, snapshot: Snapshot) -> bool:
         age_s = time.monotonic() - snapshot.built_monotonic
@@ -154,6 +169,9 @@ class DeadLetterIndex:
         depth = (await self._probe.depths([self._queue]))[self._queue]
         return depth is not None and depth.messages == snapshot.count
 
+    def _progress(self, read: int, total: int) -> None:
+        self._read = (read, total)
+
     async def _build(self) -> Snapshot:
         letters: list[LetterSummary] = []
         started = time.monotonic()
@@ -163,6 +181,7 @@ class DeadLetterIndex:
                 self._queue,
                 lambda letter: letters.append(LetterSummary.of(len(letters), letter)),
                 stamper=self._stamper,
+                progress=self._progress,
             )
         done = time.monotonic()
         self._snapshot = Snapshot(letters, seen.examined, datetime.now(UTC), done, done - started, seen.busy)

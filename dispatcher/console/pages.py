@@ -45,9 +45,12 @@ async def letters(request: web.Request) -> web.Response:
         return _letters_page(request, form, problem=str(exc), status=400)
     snapshot = await console.index.current()
     if snapshot is None:
-        return _letters_page(
-            request, form, problem="an action is running on the queue; the list comes back when it ends"
-        )
+        reading = console.index.reading
+        if reading is not None:
+            problem = f"reading the queue for the list: {reading[0]:,} of {reading[1]:,} dead letters so far"
+        else:
+            problem = "an action is running on the queue; the list comes back when it ends"
+        return _letters_page(request, form, problem=problem, reload=True)
     now = datetime.now(UTC)
     matching = snapshot.matching(letter_filter, now)
     pages = max(1, -(-len(matching) // PAGE_SIZE))
@@ -58,7 +61,15 @@ async def letters(request: web.Request) -> web.Response:
 
 
 def _letters_page(request: web.Request, form: FilterForm, *, status: int = 200, **context: object) -> web.Response:
-    defaults: dict[str, object] = {"snapshot": None, "rows": [], "matching": 0, "page": 1, "pages": 1, "problem": None}
+    defaults: dict[str, object] = {
+        "snapshot": None,
+        "rows": [],
+        "matching": 0,
+        "page": 1,
+        "pages": 1,
+        "problem": None,
+        "reload": False,
+    }
     return _console(request).render(
         request, "letters.html", status=status, form=form, categories=CATEGORIES, **{**defaults, **context}
     )
