@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import orjson
 from aio_pika import DeliveryMode, Message
 from aiohttp import web
@@ -156,13 +157,15 @@ async def main(amqp_url: str) -> None:
         worker = build_worker(settings, registry)
         running = asyncio.create_task(worker.run())
         await worker.consuming.wait()
-        await publish_jobs(settings)
-        await asyncio.sleep(5)  # the jobs run at 20/s per operation
         runner = web.AppRunner(console_app(build_console(settings, registry)), access_log=None)
         await runner.setup()
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as response:
+                await response.read()  # the console's first look at the worker's counters
+            await publish_jobs(settings)
+            await asyncio.sleep(5)  # the jobs run at 20/s per operation
             await asyncio.to_thread(shoot, f"http://127.0.0.1:{port}")
         finally:
             await runner.cleanup()
