@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 MESSAGE_CHARS = 300  # of the error message kept per letter
 FILTER_CACHE_SIZE = 16
 BUSY_REUSE_S = 10.0  # another command held letters during the build: reuse it this long at least
+# Just after a scan the broker's count can lag the letters given back; a count read this soon is not compared.
+SETTLE_S = 5.0
 WAIT_S = 3.0  # a page waits this long for a build, then shows how far it got and reloads
 
 
@@ -164,7 +166,7 @@ class DeadLetterIndex:
         age_s = time.monotonic() - snapshot.built_monotonic
         if age_s > self._max_age_s:
             return False
-        if snapshot.busy is not None and age_s < BUSY_REUSE_S:
+        if age_s < SETTLE_S or (snapshot.busy is not None and age_s < BUSY_REUSE_S):
             return True
         depth = (await self._probe.depths([self._queue]))[self._queue]
         return depth is not None and depth.messages == snapshot.count
