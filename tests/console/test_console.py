@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import aiohttp
 import orjson
+from aiohttp.test_utils import TestClient, TestServer
 
+from dispatcher.console.app import build_console, console_app
 from dispatcher.errors import InvalidJob, RejectedByAws
 from dispatcher.examples import example_job
+from dispatcher.registry import default_registry
 from tests.console.conftest import TOKEN, dead_letter, log_in
 
 M2 = "m2.StartBatchJob"
 CLEANROOMS = "cleanrooms.StartProtectedJob"
+PROXY_HEADER = "X-Auth-Request-Email"
 
 
 def new_id() -> str:
@@ -151,3 +156,24 @@ async def test_without_the_token_every_action_is_refused(browser, broker, consol
             assert response.status == 403
     await browser.open("/letters")
     await browser.wait_for("#count", lambda text: text.startswith("1 of 1"))
+
+
+async def test_the_proxy_header_makes_an_operator_only_when_configured(settings_for, declare):
+    """An authenticating proxy's header is believed when it is the configured one, and ignored otherwise."""
+    await declare()
+    for configured, status in ((None, 403), (PROXY_HEADER, 303)):
+        settings = settings_for(console_identity_header=configured)
+        async with TestClient(TestServer(console_app(build_console(settings, default_registry())))) as client:
+            page = await client.get("/letters")  # sets the CSRF cookie
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+            assert csrf is not None
+            response = await client.post(
+                "/actions/replay",
+                data={"csrf": csrf[1], "mode": "dry-run"},
+                headers={PROXY_HEADER: "ops@example.com"},
+                allow_redirects=False,
+            )
+            assert response.status == status
+            if status == 303:
+                done = await client.get(response.headers["Location"])
+                assert "by ops@example.com" in await done.text()
