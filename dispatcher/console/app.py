@@ -18,7 +18,9 @@ from dispatcher.console.broker import BrokerProbe, BrokerUnavailable
 from dispatcher.console.index import DeadLetterIndex
 from dispatcher.console.overview import OverviewReader
 from dispatcher.console.scrape import MetricsWatcher
+from dispatcher.dlq import BrokerProblem
 from dispatcher.envelope import Decoder
+from dispatcher.logs import mask_urls
 from dispatcher.stamps import Stamper
 from dispatcher.topology import Names
 
@@ -139,8 +141,8 @@ async def pages_middleware(
     except web.HTTPException as exc:
         exc.headers.update(SECURITY_HEADERS)
         raise
-    except BrokerUnavailable as exc:
-        response = console.render(request, "error.html", status=503, problem=str(exc))
+    except (BrokerUnavailable, BrokerProblem) as exc:
+        response = console.render(request, "error.html", status=503, problem=mask_urls(str(exc)))
     except Exception:
         log.exception("console_page_failed", path=request.path)
         response = console.render(request, "error.html", status=500, problem="the console failed; see its log")

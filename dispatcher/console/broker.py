@@ -41,20 +41,24 @@ class BrokerProbe:
         """Each queue's depth, None for a queue that does not exist; BrokerUnavailable without a broker."""
         connection = await self._connect()
         found: dict[str, Depth | None] = {}
-        channel = await connection.channel()
         try:
-            for name in queues:
-                try:
-                    queue = await channel.declare_queue(name, passive=True)
-                except ChannelNotFoundEntity:
-                    found[name] = None
-                    channel = await connection.channel()
-                    continue
-                result = queue.declaration_result
-                found[name] = Depth(result.message_count or 0, result.consumer_count or 0)
-        finally:
-            with contextlib.suppress(AMQPError, RuntimeError):
-                await channel.close()
+            channel = await connection.channel()
+            try:
+                for name in queues:
+                    try:
+                        queue = await channel.declare_queue(name, passive=True)
+                    except ChannelNotFoundEntity:
+                        found[name] = None
+                        channel = await connection.channel()
+                        continue
+                    result = queue.declaration_result
+                    found[name] = Depth(result.message_count or 0, result.consumer_count or 0)
+            finally:
+                with contextlib.suppress(AMQPError, RuntimeError, ConnectionError):
+                    await channel.close()
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
+            # The robust connection reconnects by itself; until then the pages say so.
+            raise BrokerUnavailable(f"the broker does not answer: {type(exc).__name__}") from None
         return found
 
     async def _connect(self) -> AbstractRobustConnection:

@@ -156,7 +156,7 @@ class DeadLetterIndex:
         if self._building is None:
             self._read = (0, 0)
             self._building = asyncio.create_task(self._build())
-            self._building.add_done_callback(lambda _: setattr(self, "_building", None))
+            self._building.add_done_callback(self._built)
         try:
             return await asyncio.wait_for(asyncio.shield(self._building), wait_s)
         except TimeoutError:
@@ -170,6 +170,12 @@ class DeadLetterIndex:
             return True
         depth = (await self._probe.depths([self._queue]))[self._queue]
         return depth is not None and depth.messages == snapshot.count
+
+    def _built(self, task: asyncio.Task[Snapshot]) -> None:
+        """Forget the finished build; its failure was raised to whoever waited (retrieved here if none did)."""
+        self._building = None
+        if not task.cancelled():
+            task.exception()
 
     def _progress(self, read: int, total: int) -> None:
         self._read = (read, total)

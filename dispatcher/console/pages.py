@@ -13,7 +13,7 @@ from dispatcher.console.app import CONSOLE, Console
 from dispatcher.console.index import find_letter
 from dispatcher.console.views import CATEGORIES, FilterError, FilterForm, redacted_body, shown_values
 from dispatcher.dead_letters import age_text
-from dispatcher.dlq import BrokerProblem, visit
+from dispatcher.dlq import visit
 
 if TYPE_CHECKING:
     from dispatcher.dead_letters import LetterFilter, StoredLetter
@@ -93,15 +93,9 @@ async def export(request: web.Request) -> web.StreamResponse:
                 file.write(orjson.dumps(letter.to_record()) + b"\n")
 
         async with console.queue_lock:
-            try:
-                await visit(
-                    console.settings.amqp_url.get_secret_value(),
-                    console.names.dead_queue,
-                    write,
-                    stamper=console.stamper,
-                )
-            except BrokerProblem as exc:
-                return console.render(request, "error.html", status=503, problem=str(exc))
+            await visit(
+                console.settings.amqp_url.get_secret_value(), console.names.dead_queue, write, stamper=console.stamper
+            )
         file.seek(0)
         response = web.StreamResponse(
             headers={

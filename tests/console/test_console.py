@@ -14,6 +14,7 @@ from dispatcher.errors import InvalidJob, RejectedByAws
 from dispatcher.examples import example_job
 from dispatcher.registry import default_registry
 from tests.console.conftest import TOKEN, dead_letter, log_in
+from tests.integration.support import free_port
 
 M2 = "m2.StartBatchJob"
 CLEANROOMS = "cleanrooms.StartProtectedJob"
@@ -177,3 +178,20 @@ async def test_the_proxy_header_makes_an_operator_only_when_configured(settings_
             if status == 303:
                 done = await client.get(response.headers["Location"])
                 assert "by ops@example.com" in await done.text()
+
+
+async def test_a_broker_that_does_not_answer_is_said_without_its_password(settings_for):
+    """The overview and the list say the broker is unreachable, and no page shows the password or the token."""
+    password = "Pw-9f3kZq"  # noqa: S105 - a test password
+    url = f"amqp://dispatcher:{password}@127.0.0.1:{free_port()}/jobs"
+    settings = settings_for(amqp_url=url, console_token=TOKEN)
+    async with TestClient(TestServer(console_app(build_console(settings, default_registry())))) as client:
+        for path in ("/", "/letters", "/login"):
+            response = await client.get(path)
+            text = await response.text()
+            assert password not in text
+            assert TOKEN not in text
+        assert response.status == 200  # the log-in page needs no broker
+        overview = await client.get("/")
+        assert overview.status == 503
+        assert "cannot connect to the broker" in await overview.text()
