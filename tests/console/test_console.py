@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -195,3 +196,28 @@ async def test_a_broker_that_does_not_answer_is_said_without_its_password(settin
         overview = await client.get("/")
         assert overview.status == 503
         assert "cannot connect to the broker" in await overview.text()
+
+
+async def test_a_replay_while_a_dlq_command_holds_the_queue_changes_nothing(settings_for, declare, broker):
+    """With the queue's lock taken (a `dispatcher dlq` command running), the console's replay refuses and says why."""
+    await declare()
+    job_id = new_id()
+    await dead_letter(broker, M2, job_id, rejected())
+    lock = await broker.connection.channel()
+    await lock.declare_queue(f"{broker.dead_queue}.dlq-lock", exclusive=True, auto_delete=True)
+    settings = settings_for(console_token=TOKEN)
+    async with TestClient(TestServer(console_app(build_console(settings, default_registry())))) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', await (await client.get("/login")).text())
+        assert csrf is not None
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        started = await client.post(
+            "/actions/replay", data={"csrf": csrf[1], "mode": "replay"}, headers=bearer, allow_redirects=False
+        )
+        assert started.status == 303
+        async with asyncio.timeout(20):
+            while 'id="summary"' not in (page := await (await client.get(started.headers["Location"])).text()):
+                await asyncio.sleep(0.1)
+        assert "another `dispatcher dlq` command is running" in page
+        assert "nothing was changed" in page
+    await lock.close()
+    assert [letter.json()["job_id"] for letter in await broker.collect(broker.dead_queue, 1)] == [job_id]

@@ -11,11 +11,13 @@ from multidict import MultiDict
 from pydantic import SecretStr
 
 from dispatcher.console.access import TOKEN_OPERATOR, Access
+from dispatcher.console.overview import OverviewReader
 from dispatcher.console.scrape import Reading, _increase
 from dispatcher.console.views import FilterError, FilterForm, redacted_body
 from dispatcher.dead_letters import StoredLetter
 from dispatcher.examples import example_job
 from dispatcher.registry import default_registry
+from dispatcher.settings import Settings
 
 HEADER = "X-Auth-Request-Email"
 
@@ -85,3 +87,22 @@ def test_sensitive_parameters_are_redacted_and_other_bytes_shown_as_base64():
     assert "apiKey" not in text
     encoding, text = redacted_body(letter(b"\xff\x00", "m2.StartBatchJob"), default_registry())
     assert (encoding, text) == ("2 bytes, not UTF-8: base64", "/wA=")
+
+
+@pytest.mark.parametrize(
+    ("current", "configured"),
+    [
+        ("dispatcher_rate_limit_calls_per_second", "dispatcher_rate_limit_configured_calls_per_second"),
+        ("dispatcher_rate_limit_rate", None),  # workers from before the rename
+    ],
+)
+def test_the_overview_reads_the_rate_gauges_by_either_name(current, configured):
+    """The new per-region gauges first, the old one otherwise; the configured rate from the settings without it."""
+    m2 = (("operation", "m2.StartBatchJob"), ("region", "us-east-1"))
+    latest = {(current, m2): 2.5, ("dispatcher_rate_limit_rate", (("operation", "x.Y"),)): 9.0}
+    if configured:
+        latest[(configured, m2)] = 7.0
+    reader = OverviewReader(Settings(), default_registry(), probe=None, watcher=None)
+    row = reader._row("m2.StartBatchJob", None, Reading(1, (), 60.0, (latest,), {}))
+    assert row.current_rate == 2.5
+    assert row.configured_rate == (7.0 if configured else Settings().rate_limit_for("m2.StartBatchJob").rate)
