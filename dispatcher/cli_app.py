@@ -5,7 +5,9 @@ Command modules (`cli`, `cli_console`, `cli_dlq`, `cli_submit`) import from here
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -52,6 +54,13 @@ def _main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
+
+
+def reflowed(command: Callable[..., None]) -> Callable[..., None]:
+    """Typer keeps a docstring's line breaks in --help: make each paragraph one line, for the terminal to wrap."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    command.__doc__ = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+    return command
 
 
 def _settings(**overrides: Any) -> Any:  # noqa: ANN401 - Settings, imported late to keep --help fast

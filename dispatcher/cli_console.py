@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 import uvloop
 
-from dispatcher.cli_app import _settings, app, err
+from dispatcher.cli_app import _settings, app, err, reflowed
 
 
 @app.command()
+@reflowed
 def console(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default DISPATCHER_CONSOLE_HOST, 127.0.0.1).")

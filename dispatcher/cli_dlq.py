@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import inspect
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from dispatcher.cli_app import EXIT_OPERATIONAL, UsageError, _settings, app, err
+from dispatcher.cli_app import EXIT_OPERATIONAL, UsageError, _settings, app, err, reflowed
 from dispatcher.errors import Category
 from dispatcher.stamps import Stamper
 
@@ -107,15 +106,8 @@ AndPurge = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", help="Confirm: the matching dead letters are deleted for good.")]
 
 
-def _reflowed(command: Callable[..., None]) -> Callable[..., None]:
-    """Typer keeps a docstring's line breaks in --help: make each paragraph one line, for the terminal to wrap."""
-    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
-    command.__doc__ = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
-    return command
-
-
 @dlq_app.command("list")
-@_reflowed
+@reflowed
 def list_(
     service: Service = None,
     operation: Operation = None,
@@ -147,7 +139,7 @@ def list_(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def show(
     job_id: Annotated[str, typer.Argument(help="The job's id (the body's job_id, else the AMQP message_id).")],
 ) -> None:
@@ -168,7 +160,7 @@ def show(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def replay(
     service: Service = None,
     operation: Operation = None,
@@ -255,7 +247,7 @@ def replay(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def purge(
     service: Service = None,
     operation: Operation = None,
@@ -324,7 +316,7 @@ def purge(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def export(
     file: Annotated[
         Path,
