@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
+from dispatcher.console.actions import log
 from dispatcher.console.app import CONSOLE, Console
 from dispatcher.console.index import find_letter
 from dispatcher.console.views import CATEGORIES, FilterError, FilterForm, redacted_body, shown_values
@@ -84,7 +85,8 @@ async def export(request: web.Request) -> web.StreamResponse:
     """
     console = _console(request)
     operator = console.require_operator(request)
-    letter_filter = _filter_or_400(FilterForm.read(request.query))
+    form = FilterForm.read(request.query)
+    letter_filter = _filter_or_400(form)
     now = datetime.now(UTC)
     with tempfile.TemporaryFile() as file:
 
@@ -107,9 +109,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         while chunk := file.read(1 << 16):
             await response.write(chunk)
         await response.write_eof()
-    from dispatcher.console.actions import log  # noqa: PLC0415
-
-    log.info("console_export", operator=operator)
+    log.info("console_export", operator=operator, filter=form.text)
     return response
 
 
