@@ -2,7 +2,7 @@
 UV ?= uv
 PYTEST = $(UV) run pytest
 
-.PHONY: install test test-unit lint format typecheck generate check-generated schemas alert-rules demo emulator worker bench bench-follow soak hostile check-deploy ci
+.PHONY: install test test-unit lint format typecheck generate check-generated schemas alert-rules demo emulator worker bench bench-follow bench-console soak hostile check-deploy ci
 
 install:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet 'uv==0.13.8'
@@ -54,6 +54,10 @@ bench: install
 # Only the follow benchmark: 10,000 followed jobs, Describe limited to 50/s per operation (a few minutes).
 bench-follow: install
 	$(UV) run python -m bench --only follow
+
+# Only the console's dead-letter page: response times with 100,000 dead letters (a few minutes).
+bench-console: install
+	$(UV) run python -m bench.console
 
 soak: install
 	$(PYTEST) -q -m soak -p no:randomly

@@ -164,4 +164,4 @@ def _sentence(exc: BaseException) -> str:
 
 
 # After cli's own commands, so `--help` lists run, topology, schema and emulator first.
-from dispatcher import cli_capacity, cli_dlq, cli_submit  # noqa: E402, F401 - their commands join the app
+from dispatcher import cli_capacity, cli_console, cli_dlq, cli_submit  # noqa: E402, F401 - their commands join the app

@@ -1,11 +1,13 @@
 """The `dispatcher` application object and what every command module shares: console, exit codes, settings.
 
-Command modules (`cli`, `cli_dlq`, `cli_submit`) import from here and never from each other.
+Command modules (`cli`, `cli_console`, `cli_dlq`, `cli_submit`) import from here and never from each other.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -52,6 +54,13 @@ def _main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
+
+
+def reflowed(command: Callable[..., None]) -> Callable[..., None]:
+    """Typer keeps a docstring's line breaks in --help: make each paragraph one line, for the terminal to wrap."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    command.__doc__ = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+    return command
 
 
 def _settings(**overrides: Any) -> Any:  # noqa: ANN401 - Settings, imported late to keep --help fast

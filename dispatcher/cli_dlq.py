@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import inspect
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from dispatcher.cli_app import EXIT_OPERATIONAL, UsageError, _settings, app, err
+from dispatcher.cli_app import EXIT_OPERATIONAL, UsageError, _settings, app, err, reflowed
 from dispatcher.errors import Category
 from dispatcher.stamps import Stamper
 
@@ -107,15 +106,8 @@ AndPurge = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", help="Confirm: the matching dead letters are deleted for good.")]
 
 
-def _reflowed(command: Callable[..., None]) -> Callable[..., None]:
-    """Typer keeps a docstring's line breaks in --help: make each paragraph one line, for the terminal to wrap."""
-    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
-    command.__doc__ = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
-    return command
-
-
 @dlq_app.command("list")
-@_reflowed
+@reflowed
 def list_(
     service: Service = None,
     operation: Operation = None,
@@ -147,7 +139,7 @@ def list_(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def show(
     job_id: Annotated[str, typer.Argument(help="The job's id (the body's job_id, else the AMQP message_id).")],
 ) -> None:
@@ -168,7 +160,7 @@ def show(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def replay(
     service: Service = None,
     operation: Operation = None,
@@ -255,7 +247,7 @@ def replay(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def purge(
     service: Service = None,
     operation: Operation = None,
@@ -324,7 +316,7 @@ def purge(
 
 
 @dlq_app.command()
-@_reflowed
+@reflowed
 def export(
     file: Annotated[
         Path,
@@ -510,6 +502,8 @@ PROSE_COLUMNS = frozenset({"message", "why"})  # the only ones wrapped, at space
 
 def print_letters(console: Console, letters: list[StoredLetter], now: datetime) -> None:
     """The `list` table; tab-separated columns when not on a terminal."""
+    from dispatcher.dead_letters import age_text  # noqa: PLC0415
+
     rows = [
         [
             letter.job_id or "-",
@@ -518,7 +512,7 @@ def print_letters(console: Console, letters: list[StoredLetter], now: datetime) 
             letter.error_code,
             letter.error_message,
             str(letter.attempts),
-            _age(letter.age_s(now)),
+            age_text(letter.age_s(now)),
         ]
         for letter in letters
     ]
@@ -574,11 +568,11 @@ def _print_rows(console: Console, columns: tuple[str, ...], rows: list[list[str]
 
 
 def _show(letter: StoredLetter) -> None:
-    from dispatcher.dead_letters import json_ready  # noqa: PLC0415
+    from dispatcher.dead_letters import age_text, json_ready  # noqa: PLC0415
 
     now = _now()
     summary = letter.summary(now)
-    summary["age"] = _age(summary.pop("age_s"))
+    summary["age"] = age_text(summary.pop("age_s"))
     out.print(_grid("dead letter", summary))
     out.print(_grid("properties", json_ready(letter.properties)))
     out.print(_grid("headers", json_ready(letter.headers)))
@@ -643,16 +637,3 @@ def _plain(text: str) -> str:
 def _truncate(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= MESSAGE_COLUMN_CHARS else line[: MESSAGE_COLUMN_CHARS - 1] + "…"
-
-
-def _age(age_s: float | None) -> str:
-    """Seconds as the two largest units: 45s, 12m 5s, 3h 20m, 4d 2h."""
-    if age_s is None:
-        return "?"
-    seconds = max(0, int(age_s))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])

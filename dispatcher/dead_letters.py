@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import orjson
 from aio_pika import DeliveryMode, Message
@@ -67,6 +67,19 @@ def parse_duration(text: str) -> float:
         msg = f"{text!r} is not a duration such as 30s, 10m, 2h or 7d"
         raise ValueError(msg)
     return float(match[1]) * _SECONDS_PER_UNIT[match[2]]
+
+
+def age_text(age_s: float | None) -> str:
+    """Seconds as the two largest units: 45s, 12m 5s, 3h 20m, 4d 2h; `?` when unknown."""
+    if age_s is None:
+        return "?"
+    seconds = max(0, int(age_s))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +306,24 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
+class Described(Protocol):
+    """What a filter reads of a dead letter: a `StoredLetter`, or a summary of one kept without its body."""
+
+    @property
+    def job_id(self) -> str | None: ...  # noqa: D102
+    @property
+    def original_routing_key(self) -> str: ...  # noqa: D102
+    @property
+    def service(self) -> str: ...  # noqa: D102
+    @property
+    def operation(self) -> str: ...  # noqa: D102
+    @property
+    def category(self) -> str: ...  # noqa: D102
+    @property
+    def error_code(self) -> str: ...  # noqa: D102
+    def age_s(self, now: datetime, /) -> float | None: ...  # noqa: D102
+
+
 @dataclass(frozen=True, slots=True)
 class LetterFilter:
     """Which dead letters a command acts on: every given criterion must hold (any value of a list)."""
@@ -305,7 +336,7 @@ class LetterFilter:
     older_than_s: float | None = None
     newer_than_s: float | None = None
 
-    def matches(self, letter: StoredLetter, now: datetime) -> bool:
+    def matches(self, letter: Described, now: datetime) -> bool:
         """True when the letter meets every criterion; an unreadable age meets no age criterion."""
         if self.services and letter.service not in self.services:
             return False

@@ -222,13 +222,36 @@ async def browse(
     """Read the matching dead letters (the first `limit` of them) and leave the queue as it was."""
     now = datetime.now(UTC)
     found = Browse()
+
+    def keep(letter: StoredLetter) -> None:
+        if (limit is None or len(found.letters) < limit) and letter_filter.matches(letter, now):
+            found.letters.append(letter)
+
+    seen = await visit(amqp_url, queue_name, keep, stamper=stamper, progress=progress)
+    found.examined, found.busy = seen.examined, seen.busy
+    return found
+
+
+async def visit(
+    amqp_url: str,
+    queue_name: str,
+    visitor: Callable[[StoredLetter], None],
+    *,
+    stamper: Stamper,
+    progress: Progress | None = None,
+) -> Browse:
+    """Hand every dead letter to `visitor` in queue order and leave the queue as it was.
+
+    Nothing is kept here: a caller that needs only a summary of each letter (the console's index of
+    100,000 of them) need not hold their bodies. The returned `Browse` has no letters.
+    """
+    seen = Browse()
     async with _connect(amqp_url) as connection, _scan(connection, queue_name, stamper, progress) as scan:
         async for chunk in scan:
             for _, letter in scan.each(chunk):
-                if (limit is None or len(found.letters) < limit) and letter_filter.matches(letter, now):
-                    found.letters.append(letter)
-        found.examined, found.busy = scan.examined, scan.busy
-    return found
+                visitor(letter)
+        seen.examined, seen.busy = scan.examined, scan.busy
+    return seen
 
 
 WOULD_MOVE, KEPT, FAILED = "would move", "kept", "failed"

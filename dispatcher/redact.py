@@ -153,3 +153,24 @@ def redact_loc(loc: tuple[str | int, ...], sensitive_paths: Iterable[str]) -> tu
         if len(loc) > depth and all(part in ("*", at) for part, at in zip(parts, loc, strict=False)):
             return loc[:depth], REDACTED_KEY if loc[-1] == "[key]" else REDACTED_VALUE
     return loc, None
+
+
+def redact_paths(params: dict[str, Any], sensitive_paths: Iterable[str], mark: str = REDACTED) -> dict[str, Any]:
+    """A copy of a job's `params` with the values at `sensitive_paths` (dotted, `*` for any item) as `mark`."""
+    redacted: dict[str, Any] = params
+    for path in sensitive_paths:
+        redacted = _redact_path(redacted, path.split("."), mark)
+    return redacted
+
+
+def _redact_path(value: Any, parts: list[str], mark: str) -> Any:  # noqa: ANN401 - any JSON value
+    if not parts:
+        return mark
+    head, rest = parts[0], parts[1:]
+    if head == "*" and isinstance(value, list):
+        return [_redact_path(item, rest, mark) for item in value]
+    if head == "*" and isinstance(value, dict):
+        return {key: _redact_path(item, rest, mark) for key, item in value.items()}
+    if isinstance(value, dict) and head in value:
+        return {**value, head: _redact_path(value[head], rest, mark)}
+    return value

@@ -55,6 +55,7 @@ EXAMPLES = {
     "default_follow_rate_limit": "DISPATCHER_DEFAULT_FOLLOW_RATE_LIMIT=5/10 (rate/burst)",
     "amqp_url": "DISPATCHER_AMQP_URL=amqps://rabbit.internal:5671/jobs (user and password percent-encoded)",
     "redis_url": "DISPATCHER_REDIS_URL=rediss://redis.internal:6379/0 (password percent-encoded)",
+    "console_metrics_urls": "DISPATCHER_CONSOLE_METRICS_URLS=http://job-dispatcher-metrics:8080/metrics",
 }
 AMQP_SCHEMES = ("amqp", "amqps")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -159,6 +160,20 @@ class Settings(BaseSettings):
     # queue; "local" uses the process's own ledger, which cannot see other replicas (unsafe).
     ledger_fallback: Literal["hold", "local"] = "hold"
     expected_replicas: int = Field(default=1, ge=1)
+
+    # The operator console (`dispatcher console`, docs/operators.md "Console").
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=8090, ge=0, le=65535)
+    # Operators who type this token (or send it as a bearer token) may act; unset: only the identity header.
+    console_token: SecretStr | None = None
+    # A header an authenticating proxy sets (oauth2-proxy: X-Auth-Request-Email); believed only when named here.
+    console_identity_header: str | None = None
+    # The workers' /metrics; a host name resolving to several addresses (a headless Service) is each of them.
+    console_metrics_urls: list[str] = Field(default_factory=list)
+    # Where purges write their export first; unset: a temporary directory of the process.
+    console_export_dir: str | None = None
+    # The dead-letter index is rebuilt when the queue's count changes, or when it is older than this.
+    console_index_max_age_s: PositiveFloat = 300.0
 
     @field_validator("amqp_url", "redis_url", mode="after")
     @classmethod

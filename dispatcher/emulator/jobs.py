@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.redact import redact_paths
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from datetime import datetime
@@ -143,20 +145,4 @@ class CallLog:
 
 def redact(params: dict[str, Any], sensitive_paths: Iterable[str]) -> dict[str, Any]:
     """A copy of `params` with the values at `sensitive_paths` (dotted, `*` for any item) redacted."""
-    redacted: dict[str, Any] = params
-    for path in sensitive_paths:
-        redacted = _redact_path(redacted, path.split("."))
-    return redacted
-
-
-def _redact_path(value: Any, parts: list[str]) -> Any:  # noqa: ANN401 - any JSON value
-    if not parts:
-        return REDACTED
-    head, rest = parts[0], parts[1:]
-    if head == "*" and isinstance(value, list):
-        return [_redact_path(item, rest) for item in value]
-    if head == "*" and isinstance(value, dict):
-        return {key: _redact_path(item, rest) for key, item in value.items()}
-    if isinstance(value, dict) and head in value:
-        return {**value, head: _redact_path(value[head], rest)}
-    return value
+    return redact_paths(params, sensitive_paths, REDACTED)
