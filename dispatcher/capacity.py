@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from dispatcher.registry import Registry
     from dispatcher.settings import RateLimit, Settings
 
-# Worker CPU per job with DISPATCHER_REDIS_URL set: 3.26 ms (docs/benchmarks.md, "Shared rate limit
-# and ledger in Redis"). A Describe/Get poll is counted at the same cost.
-CPU_S_PER_CALL = 3.26e-3
+# Worker CPU per job with DISPATCHER_REDIS_URL set: 1.63 ms (docs/benchmarks.md, "Results on this
+# machine", 2026-12-05). A Describe/Get poll is counted at the same cost.
+CPU_S_PER_CALL = 1.63e-3
 # Half of the one core an event loop can use: the rest absorbs bursts, start-up and reconnects.
 CORE_SHARE_PER_POD = 0.5
 # One pod draining or evicted (the PDB allows one) leaves another consuming every queue.

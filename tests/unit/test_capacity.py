@@ -24,10 +24,10 @@ bursts = st.integers(min_value=1, max_value=500)
 
 
 def test_default_limits_need_two_pods_of_a_quarter_core():
-    """13 start calls/s and 25 polls/s cost 0.12 of a core: two pods, the floor, and a prefetch of 10."""
+    """13 start calls/s and 25 polls/s cost 0.06 of a core: two pods, the floor, and a prefetch of 10."""
     figures = capacity.recommend(load_settings(), REGISTRY)
     assert (figures.start_calls_per_s, figures.follow_calls_per_s) == (13.0, 25.0)
-    assert figures.cores == pytest.approx(38 * 3.26e-3, abs=1e-3)
+    assert figures.cores == pytest.approx(38 * 1.63e-3, abs=1e-3)
     assert (figures.min_replicas, figures.max_replicas, figures.expected_replicas) == (2, 2, 2)
     assert (figures.concurrency, figures.follow_concurrency) == (10, 10)
     assert figures.cpu_request == "250m"
