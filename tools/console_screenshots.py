@@ -147,7 +147,7 @@ async def main(amqp_url: str) -> None:
     async with start_emulator() as emulator:
         os.environ.update(EMULATOR_ENV, AWS_ENDPOINT_URL=emulator.url)
         metrics_port = free_port()
-        metrics = await start_health_server(lambda: True, "127.0.0.1", metrics_port)
+        metrics = await start_health_server(lambda: True, lambda: True, "127.0.0.1", metrics_port)
         settings = Settings(
             amqp_url=amqp_url,
             default_rate_limit={"rate": 20, "burst": 5},

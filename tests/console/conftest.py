@@ -112,7 +112,7 @@ class Browser:
 async def metrics_url() -> AsyncIterator[str]:
     """The in-process workers' /metrics (one registry per process), as a worker pod serves it."""
     port = free_port()
-    runner = await start_health_server(lambda: True, "127.0.0.1", port)
+    runner = await start_health_server(lambda: True, lambda: True, "127.0.0.1", port)
     yield f"http://127.0.0.1:{port}/metrics"
     await runner.cleanup()
 
