@@ -71,19 +71,26 @@ async def serve(url: str, prefix: str, concurrency: int, ready: Path) -> None:
 def _handler(results: AbstractExchange) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
     async def on_message(message: AbstractIncomingMessage) -> None:
         started_at = datetime.now(UTC)
-        result = Message(
-            result_body(message, started_at),
-            content_type="application/json",
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.message_id,
-            timestamp=started_at,
-        )
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await results.publish(result, f"{message.routing_key}.succeeded", mandatory=True)
-        await message.ack()
+        await publish_result_and_ack(results, message, started_at)
 
     return on_message
+
+
+async def publish_result_and_ack(
+    results: AbstractExchange, message: AbstractIncomingMessage, started_at: datetime
+) -> None:
+    """What a hand-written loop does with a job it handled: a persistent result with confirm, then the ack."""
+    result = Message(
+        result_body(message, started_at),
+        content_type="application/json",
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.message_id,
+        timestamp=started_at,
+    )
+    async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+        await results.publish(result, f"{message.routing_key}.succeeded", mandatory=True)
+    await message.ack()
 
 
 def main() -> None:

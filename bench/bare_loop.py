@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import uvloop
-from aio_pika import DeliveryMode, Message
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import xform_name
 
-from bench.bare_amqp import PUBLISH_TIMEOUT_S, result_body
+from bench.bare_amqp import publish_result_and_ack
 from bench.bare_aws import REGION, decoded_jobs
 from bench.harness import ROUTING_KEYS
 
@@ -78,17 +77,7 @@ def _handler(
         method = getattr(clients[job.operation.service], xform_name(job.operation.name))
         async with asyncio.timeout(CALL_TIMEOUT_S):
             await method(**job.request)
-        result = Message(
-            result_body(message, started_at),
-            content_type="application/json",
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.message_id,
-            timestamp=started_at,
-        )
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await results.publish(result, f"{message.routing_key}.succeeded", mandatory=True)
-        await message.ack()
+        await publish_result_and_ack(results, message, started_at)
 
     return on_message
 
