@@ -102,7 +102,8 @@ async def test_a_command_sees_that_a_running_replay_holds_the_letters(declare, b
     ids = [new_id() for _ in range(30)]
     for job_id in ids:
         await dead_letter(broker, job_id, M2, rejected())
-    replaying = await start_cli(cli_env, "dlq", "replay", "--rate", "2")
+    # 30 s of replay at 1/s: still running, on a loaded machine too, when the three commands below are done.
+    replaying = await start_cli(cli_env, "dlq", "replay", "--rate", "1")
     jobs_queue = f"{broker.prefix}.jobs.{M2}"
     async with asyncio.timeout(30):
         while not (await broker.channel.declare_queue(jobs_queue, passive=True)).declaration_result.message_count:
@@ -149,12 +150,15 @@ async def test_a_foreign_consumer_on_the_dlq_is_reported(declare, broker, cli):
 
 
 async def test_replay_without_a_terminal_prints_progress_lines_and_ctrl_c_says_what_it_did(declare, broker, cli_env):
-    """Piped, a slow replay prints a progress line every few seconds; SIGINT ends it with a summary."""
+    """Piped, a slow replay prints a progress line every few seconds; SIGINT ends it with a summary.
+
+    At 4/s the 40 letters take 10 s: SIGINT, sent after the first progress line, finds it running.
+    """
     await declare()
     ids = [new_id() for _ in range(40)]
     for job_id in ids:
         await dead_letter(broker, job_id, M2, rejected())
-    process = await start_cli({**cli_env, "DISPATCHER_DLQ_PROGRESS_EVERY_S": "0.5"}, "dlq", "replay", "--rate", "10")
+    process = await start_cli({**cli_env, "DISPATCHER_DLQ_PROGRESS_EVERY_S": "0.5"}, "dlq", "replay", "--rate", "4")
     assert process.stderr is not None
     first = await asyncio.wait_for(process.stderr.readline(), 30)
     process.send_signal(signal.SIGINT)
