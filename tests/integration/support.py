@@ -143,6 +143,11 @@ def job_id_of(message: Received) -> str:
     return str(message.properties.get("message_id"))
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as at a terminal, even when the suite runs as a background job (which ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start_cli(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     """Start `python -m dispatcher ARGS` with piped output."""
     return await asyncio.create_subprocess_exec(
@@ -154,6 +159,7 @@ async def start_cli(env: dict[str, str], *args: str) -> asyncio.subprocess.Proce
         cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_default_sigint,
     )
 
 
