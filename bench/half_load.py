@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING
 import aio_pika
 import orjson
 
-from bench.harness import AWS_ENV, ROUTING_KEYS, Scenario, delete_queues, job_ids, job_message, prepare_queues
+from bench.harness import (
+    AWS_ENV,
+    ROUTING_KEYS,
+    Scenario,
+    delete_queues,
+    job_ids,
+    job_message,
+    prepare_queues,
+    reading_results,
+)
 from bench.processes import Process, running_worker, wait_file
 from bench.procfs import cpu_s
 from bench.report import Section, verdict
@@ -88,7 +97,7 @@ async def paced_run(
     await prepare_queues(scenario, [])
     latencies = Latencies(jobs)
     try:
-        async with _results(scenario, latencies), subject() as process:
+        async with reading_results(scenario, latencies.arrived), subject() as process:
             connection = await aio_pika.connect(scenario.amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=False)
@@ -110,25 +119,6 @@ async def paced_run(
     finally:
         await delete_queues(scenario)
     return latencies, cpu_used, achieved
-
-
-@contextlib.asynccontextmanager
-async def _results(scenario: Scenario, latencies: Latencies) -> AsyncIterator[None]:
-    connection = await aio_pika.connect(scenario.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=2000)
-        queue = await channel.get_queue(scenario.names.results_queue, ensure=False)
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            latencies.arrived(message)
-
-        tag = await queue.consume(on_message, no_ack=True)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
 
 
 def _bare_loop(

@@ -260,11 +260,28 @@ class Collected:
 async def collect_results(scenario: Scenario, expected: int) -> AsyncIterator[Collected]:
     """Consume the results queue for the block's duration (no ack: reading is all it is for)."""
     collected = Collected(expected)
+
+    def lost(exc: BaseException) -> None:
+        collected.lost = exc
+        collected.done.set()
+
+    async with reading_results(scenario, collected.add, on_lost=lost):
+        yield collected
+
+
+@contextlib.asynccontextmanager
+async def reading_results(
+    scenario: Scenario,
+    on_result: Callable[[AbstractIncomingMessage], None],
+    *,
+    on_lost: Callable[[BaseException], None] | None = None,
+) -> AsyncIterator[None]:
+    """Hand every result in the scenario's results queue to `on_result` for the block's duration, unacked."""
     connection = await aio_pika.connect(scenario.amqp_url)
 
     def on_close(_: object, exc: BaseException | None = None) -> None:
-        collected.lost = exc or ConnectionError("the results consumer's connection closed")
-        collected.done.set()
+        if on_lost is not None:
+            on_lost(exc or ConnectionError("the results consumer's connection closed"))
 
     connection.close_callbacks.add(on_close)
     async with connection:
@@ -273,11 +290,11 @@ async def collect_results(scenario: Scenario, expected: int) -> AsyncIterator[Co
         queue = await channel.get_queue(scenario.names.results_queue, ensure=False)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            collected.add(message)
+            on_result(message)
 
         tag = await queue.consume(on_message, no_ack=True)
         try:
-            yield collected
+            yield
         finally:
             connection.close_callbacks.discard(on_close)
             with contextlib.suppress(Exception):
