@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from dispatcher.errors import Category, JobError
+from dispatcher.results import to_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -99,6 +100,32 @@ class _Flight:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """A started job as this process keeps it: the response as the JSON its result will carry.
+
+    As text it takes a fraction of the memory of the parsed response (a worker keeps up to
+    100,000), and reading it back gives what the Redis ledger gives: the same result body. Text,
+    not orjson's bytes: each of those keeps the 4 KiB buffer it was written in.
+    """
+
+    expires_at: float
+    job_print: str
+    response: str
+    aws_request_id: str | None
+    attempts: int
+
+    @classmethod
+    def of(cls, expires_at: float, job_print: str, started: StartedEntry) -> _Remembered:
+        """Kept until `expires_at` (monotonic)."""
+        response = to_json(started.response).decode()
+        return cls(expires_at, job_print, response, started.aws_request_id, started.attempts)
+
+    def started(self) -> StartedEntry:
+        """The start, as the pipeline reads it."""
+        return StartedEntry(orjson.loads(self.response), self.aws_request_id, self.attempts)
+
+
 class LocalLedger:
     """In-process ledger; a second delivery of a job whose call is in flight here waits for it.
 
@@ -108,7 +135,7 @@ class LocalLedger:
     def __init__(self, ttl_s: float, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
-        self._started: OrderedDict[str, tuple[float, str, StartedEntry]] = OrderedDict()
+        self._started: OrderedDict[str, _Remembered] = OrderedDict()
         self._unknown: OrderedDict[str, str] = OrderedDict()
         self._in_flight: dict[str, _Flight] = {}
 
@@ -159,7 +186,9 @@ class LocalLedger:
         flight = self._in_flight.get(job.job_id)
         job_print = flight.print_ if flight else fingerprint(job)
         if how is Finish.STARTED and started is not None:
-            self._remember(self._started, job.job_id, (time.monotonic() + self._ttl_s, job_print, started))
+            self._remember(
+                self._started, job.job_id, _Remembered.of(time.monotonic() + self._ttl_s, job_print, started)
+            )
         elif how is Finish.KEEP:
             self._remember(self._unknown, job.job_id, job_print)
         self.end(job)
@@ -168,18 +197,17 @@ class LocalLedger:
     def entries(self) -> Iterator[tuple[str, str, StartedEntry | None, float]]:
         """What this process remembers: job_id, fingerprint, the start (None: unknown), seconds to keep it."""
         now = time.monotonic()
-        for job_id, (expires_at, job_print, started) in list(self._started.items()):
-            if expires_at > now:
-                yield job_id, job_print, started, expires_at - now
+        for job_id, kept in list(self._started.items()):
+            if kept.expires_at > now:
+                yield job_id, kept.job_print, kept.started(), kept.expires_at - now
         for job_id, job_print in list(self._unknown.items()):
             yield job_id, job_print, None, self._ttl_s
 
     def _known(self, job_id: str) -> tuple[str, StartedEntry | None] | None:
-        entry = self._started.get(job_id)
-        if entry is not None:
-            expires_at, job_print, started = entry
-            if expires_at >= time.monotonic():
-                return job_print, started
+        kept = self._started.get(job_id)
+        if kept is not None:
+            if kept.expires_at >= time.monotonic():
+                return kept.job_print, kept.started()
             del self._started[job_id]
         unknown = self._unknown.get(job_id)
         return (unknown, None) if unknown is not None else None

@@ -19,11 +19,12 @@ from botocore.exceptions import EndpointConnectionError, ParamValidationError
 from dispatcher.envelope import Decoder
 from dispatcher.errors import Category, ThrottledByAws
 from dispatcher.examples import example_job
-from dispatcher.ledger import Finish, LedgerUnavailable, LocalLedger, StartedEntry
+from dispatcher.ledger import ClaimState, Finish, LedgerUnavailable, LocalLedger, StartedEntry
 from dispatcher.outcome import DeadLetter, Requeue, RetryLater, Succeeded
 from dispatcher.pipeline import Arrival, JobPolicy, Pipeline
 from dispatcher.ratelimit import AdaptiveLimiter, Limiters
 from dispatcher.registry import default_registry
+from dispatcher.results import to_json
 from dispatcher.retry import RetrySchedule, RetryState
 from tests.unit.fakes import FakeClock, FakeLimiter, ScriptedAws, answer, client_error
 
@@ -536,3 +537,19 @@ async def test_a_started_job_redelivered_after_not_after_is_deduplicated_not_exp
     assert aws.calls == []
     assert type(outcome) is Succeeded
     assert outcome.result.deduplicated is True
+
+
+async def test_a_started_job_recalled_from_the_process_gives_the_same_result_body():
+    """The ledger keeps a start's response as JSON: read back, its result body is the one the start gave."""
+    ledger = LocalLedger(ttl_s=3600)
+    job = DECODER.decode(orjson.dumps(example_job(M2, "kept-1")), M2, None)
+    response = {"executionId": "e-1", "startedAt": datetime(2026, 12, 5, 7, 0, tzinfo=UTC), "nested": {"n": [1, 2.5]}}
+    started = StartedEntry(response, "req-1", 2)
+    ledger.record(job, Finish.STARTED, started)
+
+    claim = await ledger.claim(job)
+
+    assert claim.state is ClaimState.STARTED
+    assert claim.started is not None
+    assert to_json(claim.started.response) == to_json(response)
+    assert (claim.started.aws_request_id, claim.started.attempts) == ("req-1", 2)
