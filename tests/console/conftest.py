@@ -17,7 +17,7 @@ import pytest
 from aio_pika import DeliveryMode, Message
 from aiohttp import web
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -40,6 +40,7 @@ TOKEN = "console-test-token-7Qx"  # noqa: S105 - a test's own token
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT_S = 20.0
+READ_TRIES = 5  # the overview and the letters list refresh themselves (meta refresh)
 
 
 @pytest.fixture(scope="session")
@@ -69,11 +70,20 @@ class Browser:
     async def open(self, path: str) -> None:
         await self.call(self.chrome.get, self.base_url + path)
 
+    async def read(self, function: Callable[[], Any]) -> Any:
+        """`function`'s reading of the page, taken again when a refresh replaced the page in the middle of it."""
+        for _ in range(READ_TRIES - 1):
+            try:
+                return await self.call(function)
+            except StaleElementReferenceException:
+                await asyncio.sleep(0.1)
+        return await self.call(function)
+
     async def text(self, css: str) -> str:
-        return str(await self.call(lambda: self.chrome.find_element(By.CSS_SELECTOR, css).text))
+        return str(await self.read(lambda: self.chrome.find_element(By.CSS_SELECTOR, css).text))
 
     async def texts(self, css: str) -> list[str]:
-        return await self.call(lambda: [e.text for e in self.chrome.find_elements(By.CSS_SELECTOR, css)])
+        return await self.read(lambda: [e.text for e in self.chrome.find_elements(By.CSS_SELECTOR, css)])
 
     async def type(self, css: str, text: str) -> None:
         def typing() -> None:
@@ -87,7 +97,7 @@ class Browser:
         await self.call(lambda: self.chrome.find_element(By.CSS_SELECTOR, css).click())
 
     async def page_text(self) -> str:
-        return str(await self.call(lambda: self.chrome.find_element(By.TAG_NAME, "body").text))
+        return str(await self.read(lambda: self.chrome.find_element(By.TAG_NAME, "body").text))
 
     async def wait_for(self, css: str, check: Callable[[str], bool], *, reload: bool = False) -> str:
         """The element's text once `check` accepts it (reloading the page between looks when asked)."""
