@@ -15,6 +15,7 @@ class BenchConfig:
     """Every size and target of one run; the defaults are the full run of `make bench`."""
 
     jobs: int = 20_000
+    rounds: int = 3
     concurrency: int = 64
     latencies_ms: tuple[float, ...] = (20.0, 200.0)
     latency_jobs: int = 10_000
@@ -52,6 +53,7 @@ class BenchConfig:
 
 HELP = {
     "jobs": "jobs drained by each throughput run, spread evenly over the five operations",
+    "rounds": "interleaved rounds of the throughput comparison (b, worker, a each); the table is the median round",
     "concurrency": "the worker's prefetch per operation queue, and the bare loops' calls in flight per operation",
     "latencies_ms": "emulator latencies of the concurrency-bound runs, comma-separated",
     "latency_jobs": "jobs drained by each latency run",
@@ -89,6 +91,7 @@ HELP = {
 
 QUICK = {
     "jobs": 3_000,
+    "rounds": 1,
     "latency_jobs": 2_000,
     "half_load_jobs": 1_500,
     "redis_jobs": 2_000,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -191,11 +192,11 @@ async def measure(
     )
 
 
-def throughput_section(run: Run, target: float) -> Section:
-    """The CPU-bound comparison (no emulator latency)."""
+def throughput_section(run: Run, target: float, rounds: list[Run]) -> Section:
+    """The CPU-bound comparison (no emulator latency): `run` is the median of `rounds` by ratio."""
     section = Section(
         f"Throughput: {run.jobs:,} jobs over {len(ROUTING_KEYS)} operations, concurrency {run.concurrency}, "
-        "no emulator latency",
+        f"no emulator latency (the median of {len(rounds)} interleaved round(s) by worker / bound)",
         ["measure", "jobs/s", "CPU ms per job", "share of a core", "target", "verdict"],
     )
     worker, aws, amqp = run.worker, run.bare_aws, run.bare_amqp
@@ -227,7 +228,17 @@ def throughput_section(run: Run, target: float) -> Section:
         "CPU is the process's own (user + system, from /proc or process_time); 'share of a core' is CPU over wall "
         "time: under 100% means the process waited or did not get the CPU."
     )
-    section.data = _run_data(run)
+    if len(rounds) > 1:
+        section.notes.append(
+            "Every round, in order (worker / bound, CPU ratio; worker, a, b jobs/s): "
+            + "; ".join(
+                f"{each.ratio:.2f}, {each.cpu_ratio:.2f} ({each.worker.jobs_per_s:,.0f}, {each.bare_aws_per_s:,.0f}, "
+                f"{each.bare_amqp_per_s:,.0f})"
+                for each in rounds
+            )
+            + f". Median CPU ratio {statistics.median(each.cpu_ratio for each in rounds):.2f}."
+        )
+    section.data = {**_run_data(run), "rounds": [_run_data(each) for each in rounds]}
     return section
 
 

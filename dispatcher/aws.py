@@ -13,6 +13,7 @@ from aiobotocore.session import get_session
 from botocore import xform_name
 from botocore.context import get_context
 
+from dispatcher.aws_timestamps import use_fast_timestamps
 from dispatcher.redact import ResponseRedactor
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class AwsClients:
         self._clients: dict[tuple[str, str], Any] = {}
         self._creating = asyncio.Lock()
         self._session = get_session()
+        use_fast_timestamps(self._session)
         self._redactors: dict[tuple[str, str], ResponseRedactor | None] = {}
 
     async def open(self, services: Iterable[str], regions: Iterable[str]) -> None:

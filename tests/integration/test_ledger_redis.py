@@ -14,10 +14,11 @@ from dispatcher.envelope import Decoder
 from dispatcher.examples import example_job
 from dispatcher.ledger import ClaimState, Finish, LedgerUnavailable, StartedEntry
 from dispatcher.ledger_redis import RedisLedger
+from dispatcher.metrics import REGISTRY
 from dispatcher.registry import default_registry
 from dispatcher.settings import Settings
 from dispatcher.wiring import _redis, wire
-from tests.integration.support import free_port, redis_server
+from tests.integration.support import free_port, redis_server, wait_until
 
 if TYPE_CHECKING:
     from dispatcher.envelope import Job
@@ -86,11 +87,13 @@ async def test_without_redis_a_job_with_no_token_waits_until_redis_answers(start
     port = free_port()
     await start_worker(redis_url=f"redis://127.0.0.1:{port}/0")
     held, tokened = new_id(), new_id()
+    retries_before = _retries(M2)
     await broker.publish(example_job(M2, held), M2)
     await broker.publish(example_job(DATAZONE, tokened), DATAZONE)
 
     results = await broker.collect_ids(broker.results_queue, [tokened])
-    await asyncio.sleep(2)
+    # The held job was decided (sent to wait in the retry queue) without a call.
+    await wait_until(lambda: _retries(M2) > retries_before, "the M2 job sent to its retry queue")
     assert [call["routing_key"] for call in emulator.state.calls.to_json()] == [DATAZONE]
     with redis_server(port):
         results = await broker.collect_ids(broker.results_queue, [held], timeout_s=45)
@@ -155,3 +158,7 @@ async def test_a_redis_back_empty_gets_what_this_process_recorded_written_back(r
             assert (await other.claim(unknown)).state is ClaimState.STALE
         finally:
             await redis.aclose()
+
+
+def _retries(operation: str) -> float:
+    return REGISTRY.get_sample_value("dispatcher_retries_total", {"operation": operation}) or 0.0

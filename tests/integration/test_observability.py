@@ -55,14 +55,24 @@ async def test_readyz_follows_the_worker_and_livez_the_loop(start_worker):
 
 
 async def test_livez_stays_true_while_the_broker_is_unreachable(settings_for, emulator):
-    """With no broker to connect to, the worker keeps retrying: not ready, but alive."""
-    worker = build_worker(settings_for(amqp_url="amqp://guest:guest@127.0.0.1:1/"), default_registry())
+    """With a broker that hangs up on every connection, the worker keeps retrying: not ready, but alive."""
+    attempts = asyncio.Queue[None]()
+
+    def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        attempts.put_nowait(None)
+        writer.close()
+
+    refusing = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = refusing.sockets[0].getsockname()[1]
+    worker = build_worker(settings_for(amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/"), default_registry())
     task = asyncio.create_task(worker.run())
     runner = await start_health_server(lambda: worker.ready, worker.started.is_set, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
         await worker.started.wait()
-        await asyncio.sleep(1.5)
+        async with asyncio.timeout(10):
+            for _ in range(3):  # the first connection and two retries after it failed
+                await attempts.get()
         assert not task.done()
         assert (await _get(f"{base}/livez"))[0] == 200
         assert (await _get(f"{base}/readyz"))[0] == 503
@@ -70,6 +80,8 @@ async def test_livez_stays_true_while_the_broker_is_unreachable(settings_for, em
         worker.stop()
         await asyncio.wait_for(task, 10)
         await runner.cleanup()
+        refusing.close()
+        await refusing.wait_closed()
 
 
 def _sample(name: str, **labels: str) -> float:

@@ -75,14 +75,22 @@ async def test_closed_connections_lose_nothing_and_start_no_token_job_twice(
         parse_faults({key: {"latency_ms": 30, "jitter_ms": 30} for key in (M2, DATAZONE, LOOKOUT)})
     )
     ids = {key: new_ids(120, key.split(".")[0]) for key in (M2, DATAZONE, LOOKOUT)}
-    await start_worker()
+    # 120 calls a second in all, so the load lasts about 3 s and every close lands mid-load.
+    await start_worker(rate_limits={key: {"rate": 40, "burst": 5} for key in ids})
     async with Broker.connect(amqp_url, prefix) as publisher:
         for key, job_ids in ids.items():
             for job_id in job_ids:
                 await publisher.publish(example_job(key, job_id), key)
+    arrived = emulator.state.arrived
+    calls_before = 0
     for _ in range(3):
-        await asyncio.sleep(0.7)
+        # Close again once the worker is back and busy: 60 more calls since the last close.
+        await wait_until(
+            lambda since=calls_before: arrived.total() >= since + 60, "60 calls since the last close", timeout_s=60
+        )
+        calls_before = arrived.total()
         await asyncio.to_thread(_close_all_connections, vhost)
+    assert arrived.total() < 360, "the jobs were all called before the last close"
 
     everything = [job_id for job_ids in ids.values() for job_id in job_ids]
     async with Broker.connect(amqp_url, prefix) as reader:
