@@ -22,7 +22,6 @@ from dispatcher.ratelimit_redis import SharedLimiter
 pytestmark = pytest.mark.redis
 
 M2 = "m2.StartBatchJob"
-TRANSIT_JITTER_CALLS = 3
 DATAZONE = "datazone.StartDataSourceRun"
 
 
@@ -39,18 +38,19 @@ def new_ids(count: int, tag: str = "job") -> list[str]:
 
 
 async def test_three_replicas_share_one_limit(spawn_worker, broker, emulator, declare, redis_url):
-    """Three worker processes limited to 40/s together call AWS at 40/s, never above rate + burst a second."""
+    """Three worker processes limited to 40/s together call AWS at 40/s and share one burst."""
     await declare()
+    rate, burst = 40, 20
     job_ids = new_ids(700)
     for job_id in job_ids:
         await broker.publish(m2_job(job_id), M2)
     env = {
         "DISPATCHER_REDIS_URL": redis_url,
-        "DISPATCHER_RATE_LIMITS": '{"m2.StartBatchJob": {"rate": 40, "burst": 5}}',
+        "DISPATCHER_RATE_LIMITS": f'{{"{M2}": {{"rate": {rate}, "burst": {burst}}}}}',
     }
     workers = [await spawn_worker(**env) for _ in range(3)]
     async with asyncio.timeout(60):  # 14 s of calls at 40/s: 2 s of start-up, 10 measured, 2 spare
-        while len(emulator.state.calls.to_json(M2)) < 5 + 40 * 14:
+        while emulator.state.arrived[M2] < burst + rate * 14:
             await asyncio.sleep(0.1)
     for worker in workers:
         worker.send(signal.SIGTERM)
@@ -60,13 +60,13 @@ async def test_three_replicas_share_one_limit(spawn_worker, broker, emulator, de
     times = sorted(datetime.fromisoformat(c["received_at"]).timestamp() for c in emulator.state.calls.to_json(M2))
     assert all(len(w.events("job_settled")) > 20 for w in workers), "a replica did no work"
     steady = [t for t in times if times[0] + 2 <= t < times[0] + 12]
-    rate = len(steady) / 10
-    assert 38 <= rate <= 42, rate
+    assert 38 <= len(steady) / 10 <= 42, len(steady) / 10
     busiest = max(sum(1 for u in times if t <= u < t + 1) for t in times)
-    # The limiter never grants more than rate + burst in a second (next test); what the emulator
-    # sees may bunch up by the time three processes on two cores take to send, so allow that.
-    # Calls granted near a second's edge land in the next one: allow a share of the rate for that.
-    assert busiest <= 40 + 5 + TRANSIT_JITTER_CALLS + 40 // 8, busiest
+    # Grants never exceed rate + burst in a second (next test). Here the emulator's clock sees them
+    # after a send on a loaded two-core machine, which can bunch a quarter second of calls together
+    # (CI saw 54 at burst 5). The burst is large so that a replica bursting on its own (rate + 3 bursts
+    # = 100) still fails clearly.
+    assert busiest <= rate + burst + rate // 4, busiest
 
 
 async def test_shared_grants_never_exceed_rate_plus_burst(redis_url, prefix):
