@@ -12,7 +12,6 @@ dispatcher adds to a job's latency.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,7 +20,6 @@ import aio_pika
 import orjson
 
 from bench.harness import (
-    AWS_ENV,
     ROUTING_KEYS,
     Scenario,
     delete_queues,
@@ -30,12 +28,13 @@ from bench.harness import (
     prepare_queues,
     reading_results,
 )
-from bench.processes import Process, running_worker, wait_file
+from bench.processes import Process, running_worker
 from bench.procfs import cpu_s
 from bench.report import Section, verdict
+from bench.throughput import naive_loop
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
@@ -121,26 +120,6 @@ async def paced_run(
     return latencies, cpu_used, achieved
 
 
-def _bare_loop(
-    scenario: Scenario, emulator: Emulator, jobs: int, log_dir: Path
-) -> Callable[[], AbstractAsyncContextManager[Process]]:
-    @contextlib.asynccontextmanager
-    async def subject() -> AsyncIterator[Process]:
-        ready = log_dir / "bare-loop.ready"
-        ready.unlink(missing_ok=True)
-        args = ["--url", scenario.amqp_url, "--prefix", scenario.prefix, "--concurrency", str(scenario.concurrency)]
-        args += ["--jobs", str(jobs), "--ready", str(ready)]
-        env = {**AWS_ENV, "AWS_ENDPOINT_URL": emulator.url}
-        process = Process("bare-loop", ["-m", "bench.bare_loop", *args], env, log_dir)
-        try:
-            await wait_file(ready, process)
-            yield process
-        finally:
-            await process.stop()
-
-    return subject
-
-
 async def half_load(
     config: BenchConfig, amqp_url: str, emulator: Emulator, log_dir: Path, worker_max_per_s: float | None
 ) -> Section:
@@ -157,7 +136,7 @@ async def half_load(
                 return running_worker(scenario, emulator, log_dir, name="worker-half-load")
 
         else:
-            subject = _bare_loop(scenario, emulator, jobs, log_dir)
+            subject = naive_loop(scenario, emulator, jobs, log_dir)
         latencies, cpu_used, achieved = await paced_run(scenario, jobs, rate, subject)
         runs.append(Paced(name, latencies, cpu_used / jobs * 1000, achieved))
     return _section(runs, rate, config.max_added_p99_ms, measured=worker_max_per_s is not None)

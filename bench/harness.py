@@ -21,7 +21,7 @@ import aio_pika
 import orjson
 from aio_pika import DeliveryMode, Message
 
-from bench.procfs import cpu_s, machine_cpu
+from bench.procfs import cpu_s, machine_cpu, run_queue_wait_s
 from dispatcher.examples import EXAMPLE_PARAMS, example_job
 from dispatcher.settings import Settings
 from dispatcher.topology import Names, declare_topology
@@ -321,6 +321,8 @@ class Drained:
     """Wall time over which `cpu_s` was measured."""
     machine_busy: float
     """Share of all the machine's CPU time that was busy meanwhile (every process)."""
+    run_queue_wait_s: float | None
+    """Time the process's event loop was runnable but waiting for a CPU meanwhile (None: not known)."""
 
     @property
     def cpu_ms_per_job(self) -> float:
@@ -331,6 +333,13 @@ class Drained:
     def cpu_share(self) -> float:
         """How much of one core the consuming process got."""
         return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def run_queue_wait_share(self) -> float | None:
+        """Share of the wall time the event loop waited for a CPU: what it lost to other processes."""
+        if self.run_queue_wait_s is None or not self.wall_s:
+            return None
+        return self.run_queue_wait_s / self.wall_s
 
     @property
     def jobs_per_s(self) -> float:
@@ -350,9 +359,10 @@ async def drain(
     try:
         async with collect_results(scenario, len(jobs)) as collected, subject() as process:
             cpu_before, wall_before, machine_before = cpu_s(process.pid), time.monotonic(), machine_cpu()
+            wait_before = run_queue_wait_s(process.pid)
             timed_out = not await _wait_done(collected, process, timeout_s)
             cpu_used, wall = cpu_s(process.pid) - cpu_before, time.monotonic() - wall_before
-            machine_after = machine_cpu()
+            machine_after, wait_after = machine_cpu(), run_queue_wait_s(process.pid)
     finally:
         await delete_queues(scenario)
     return Drained(
@@ -367,6 +377,7 @@ async def drain(
         cpu_s=cpu_used,
         wall_s=wall,
         machine_busy=(machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1]),
+        run_queue_wait_s=None if wait_before is None or wait_after is None else wait_after - wait_before,
     )
 
 

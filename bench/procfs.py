@@ -1,4 +1,4 @@
-"""Readings from `/proc` (Linux): a process's RSS and CPU time, and the whole machine's CPU time."""
+"""Readings from `/proc` (Linux): a process's RSS, CPU time and run-queue wait, and the whole machine's CPU time."""
 
 from __future__ import annotations
 
@@ -20,6 +20,19 @@ def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:  # noqa: PTH123 - procfs, not a project path
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_queue_wait_s(pid: int) -> float | None:
+    """Seconds a process's main thread (the event loop's) was runnable but waiting for a CPU.
+
+    From `/proc/<pid>/schedstat` (its second field, in ns); None where the kernel keeps no
+    scheduler statistics or the process is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as stat:  # noqa: PTH123 - procfs, not a project path
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def machine_cpu() -> tuple[float, float]:

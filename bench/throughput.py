@@ -3,7 +3,8 @@
 (a) a bare aiobotocore loop making the same calls with no broker, and (b) a bare aio-pika
 consume -> publish-with-confirm -> ack loop with no AWS call. A worker doing both on one event
 loop can at best reach the combined bound 1/(1/a + 1/b); with emulator latency, it can at best
-reach concurrency x operations / latency as well.
+reach concurrency x operations / latency as well. (c), the naive loop, does both in one process
+with nothing else: what a team would write instead of using the dispatcher.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bench.procfs import cpu_s
 from bench.report import Section, verdict
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from bench.config import BenchConfig
@@ -64,6 +65,8 @@ class Run:
     worker: Drained
     bare_aws: BareAws
     bare_amqp: Drained
+    naive: Drained
+    """(c): the naive loop draining the same jobs."""
     emulator_cpu_ms_per_call: float
     """CPU the emulator process spent per call, over the worker run and bound (a)."""
 
@@ -103,6 +106,11 @@ class Run:
     def ratio(self) -> float:
         """Worker throughput over the bound."""
         return self.worker.jobs_per_s / self.bound_per_s
+
+    @property
+    def naive_ratio(self) -> float:
+        """Worker throughput over the naive loop's: what using the dispatcher costs against writing the loop."""
+        return self.worker.jobs_per_s / self.naive.jobs_per_s if self.naive.jobs_per_s else 0.0
 
 
 def faults_for_latency(latency_ms: float) -> dict[str, dict[str, float]]:
@@ -150,6 +158,34 @@ async def run_bare_amqp(scenario: Scenario, jobs: int, log_dir: Path) -> Drained
     return await drain(scenario, job_ids(scenario.prefix, ROUTING_KEYS, jobs), subject, timeout_s=drain_timeout_s(jobs))
 
 
+def naive_loop(
+    scenario: Scenario, emulator: Emulator, jobs: int, log_dir: Path
+) -> Callable[[], contextlib.AbstractAsyncContextManager[Process]]:
+    """(c), `bench.bare_loop`, consuming the queues of `scenario` once its consumers are attached."""
+
+    @contextlib.asynccontextmanager
+    async def subject() -> AsyncIterator[Process]:
+        ready = log_dir / "bare-loop.ready"
+        ready.unlink(missing_ok=True)
+        args = ["--url", scenario.amqp_url, "--prefix", scenario.prefix, "--concurrency", str(scenario.concurrency)]
+        args += ["--jobs", str(jobs), "--ready", str(ready)]
+        env = {**AWS_ENV, "AWS_ENDPOINT_URL": emulator.url}
+        process = Process("bare-loop", ["-m", "bench.bare_loop", *args], env, log_dir)
+        try:
+            await wait_file(ready, process)
+            yield process
+        finally:
+            await process.stop()
+
+    return subject
+
+
+async def run_naive_loop(scenario: Scenario, emulator: Emulator, jobs: int, log_dir: Path) -> Drained:
+    """(c): the naive loop draining `jobs` pre-published jobs, as the worker does."""
+    subject = naive_loop(scenario, emulator, jobs, log_dir)
+    return await drain(scenario, job_ids(scenario.prefix, ROUTING_KEYS, jobs), subject, timeout_s=drain_timeout_s(jobs))
+
+
 async def run_bare_aws(emulator: Emulator, jobs: int, concurrency: int, log_dir: Path, *, name: str) -> BareAws:
     """Bound (a): the bare aiobotocore loop making the same calls."""
     out = log_dir / f"{name}.json"
@@ -170,7 +206,7 @@ async def run_bare_aws(emulator: Emulator, jobs: int, concurrency: int, log_dir:
 async def measure(
     config: BenchConfig, amqp_url: str, emulator: Emulator, log_dir: Path, latency_ms: float, bare_amqp: Drained
 ) -> Run:
-    """The worker and bound (a) at one emulator latency."""
+    """The worker, bound (a) and the naive loop (c) at one emulator latency."""
     jobs = config.jobs if latency_ms <= 0 else config.latency_jobs
     label = f"{latency_ms:g}ms"
     await emulator.configure(faults_for_latency(latency_ms))
@@ -181,6 +217,7 @@ async def measure(
     emulator_cpu_worker, emulator_cpu = cpu_s(emulator.process.pid) - emulator_cpu, cpu_s(emulator.process.pid)
     bare_aws = await run_bare_aws(emulator, jobs, config.concurrency, log_dir, name=f"bare-aws-{label}")
     emulator_cpu_bare = cpu_s(emulator.process.pid) - emulator_cpu
+    naive = await run_naive_loop(Scenario(amqp_url, f"naive{label}", config.concurrency), emulator, jobs, log_dir)
     return Run(
         latency_ms,
         jobs,
@@ -188,6 +225,7 @@ async def measure(
         worker,
         bare_aws,
         bare_amqp,
+        naive,
         emulator_cpu_ms_per_call=(emulator_cpu_worker + emulator_cpu_bare) / (2 * jobs) * 1000,
     )
 
@@ -209,8 +247,18 @@ def throughput_section(run: Run, target: float, rounds: list[Run]) -> Section:
         _pct(amqp.cpu_share),
     )
     section.add("combined bound 1/(1/a + 1/b)", run.combined_bound_per_s, aws.cpu_ms_per_job + amqp.cpu_ms_per_job, "")
+    naive = run.naive
+    section.add(
+        "(c) naive loop: consume, call AWS, publish-confirm, ack",
+        naive.jobs_per_s,
+        naive.cpu_ms_per_job,
+        _pct(naive.cpu_share),
+    )
     section.add("worker / bound", run.ratio, "", "", f">= {target:g}", verdict(run.ratio >= target))
     section.add("CPU per job of a + b, over the worker's", run.cpu_ratio, "", "", "", "")
+    section.add("naive loop / bound", naive.jobs_per_s / run.combined_bound_per_s, "", "", "", "")
+    section.add("worker / naive loop", run.naive_ratio, "", "", "", "")
+    section.add("CPU per job of c, over the worker's", naive.cpu_ms_per_job / worker.cpu_ms_per_job, "", "", "", "")
     section.notes += _run_notes(run)
     emulator_ms = run.emulator_cpu_ms_per_call
     section.notes.append(
@@ -219,6 +267,7 @@ def throughput_section(run: Run, target: float, rounds: list[Run]) -> Section:
         f"of CPU per call: {emulator_ms * worker.jobs_per_s / 1000:.0%} of a core at the worker's rate, "
         f"{emulator_ms * aws.jobs_per_s / 1000:.0%} at (a)'s."
     )
+    section.notes += _contention_notes(run)
     section.notes.append(
         f"Median per job: {worker.handling_ms:.1f} ms in the worker before its result is published, "
         f"{worker.delivery_ms:.0f} ms from that publish to the result read back from the results queue "
@@ -230,16 +279,35 @@ def throughput_section(run: Run, target: float, rounds: list[Run]) -> Section:
     )
     if len(rounds) > 1:
         section.notes.append(
-            "Every round, in order (worker / bound, CPU ratio; worker, a, b jobs/s): "
+            "Every round, in order (worker / bound, CPU ratio, worker / naive loop; worker, a, b, c jobs/s): "
             + "; ".join(
-                f"{each.ratio:.2f}, {each.cpu_ratio:.2f} ({each.worker.jobs_per_s:,.0f}, {each.bare_aws_per_s:,.0f}, "
-                f"{each.bare_amqp_per_s:,.0f})"
+                f"{each.ratio:.2f}, {each.cpu_ratio:.2f}, {each.naive_ratio:.2f} ({each.worker.jobs_per_s:,.0f}, "
+                f"{each.bare_aws_per_s:,.0f}, {each.bare_amqp_per_s:,.0f}, {each.naive.jobs_per_s:,.0f})"
                 for each in rounds
             )
             + f". Median CPU ratio {statistics.median(each.cpu_ratio for each in rounds):.2f}."
         )
     section.data = {**_run_data(run), "rounds": [_run_data(each) for each in rounds]}
     return section
+
+
+def _contention_notes(run: Run) -> list[str]:
+    """Where the worker's wall time went: running, waiting for a CPU, or idle; and its rate on a core of its own."""
+    worker = run.worker
+    waited = worker.run_queue_wait_share
+    if waited is None:
+        return []
+    idle = max(0.0, 1 - worker.cpu_share - waited)
+    own_core = 1000 / worker.cpu_ms_per_job if worker.cpu_ms_per_job else 0.0
+    others = [(name, drained.run_queue_wait_share) for name, drained in (("(b)", run.bare_amqp), ("(c)", run.naive))]
+    waits = ", ".join(f"{name} {share:.0%}" for name, share in others if share is not None)
+    bare = f" (the same wait for {waits} of their drains)" if waits else ""
+    note = (
+        f"The worker's event loop ran {worker.cpu_share:.0%} of the drain, was runnable but waiting for a CPU "
+        f"{waited:.0%} (taken by the emulator, RabbitMQ and the rest; /proc/<pid>/schedstat){bare}, and had "
+        f"nothing to do {idle:.0%}. At its CPU per job, a core of its own would give {own_core:,.0f} jobs/s."
+    )
+    return [note]
 
 
 def _pct(share: float) -> str:
@@ -258,6 +326,8 @@ def latency_section(runs: list[Run]) -> Section:
             "1/(1/a + 1/b)",
             "concurrency bound",
             "worker / min(bounds)",
+            "(c) naive loop jobs/s",
+            "worker / naive loop",
             "median ms in worker",
             "median ms publish → read",
             "worker share of a core",
@@ -272,6 +342,8 @@ def latency_section(runs: list[Run]) -> Section:
             run.combined_bound_per_s,
             run.concurrency_bound_per_s,
             run.ratio,
+            run.naive.jobs_per_s,
+            run.naive_ratio,
             run.worker.handling_ms,
             run.worker.delivery_ms,
             _pct(run.worker.cpu_share),
@@ -317,6 +389,7 @@ def _run_data(run: Run) -> dict[str, object]:
         "worker_cpu_ms_per_job": run.worker.cpu_ms_per_job,
         "worker_cpu_share": run.worker.cpu_share,
         "machine_busy_during_worker": run.worker.machine_busy,
+        "worker_run_queue_wait_share": run.worker.run_queue_wait_share,
         "emulator_cpu_ms_per_call": run.emulator_cpu_ms_per_call,
         "bare_aws_jobs_per_s": run.bare_aws_per_s,
         "bare_aws_cpu_ms_per_job": run.bare_aws.cpu_ms_per_job,
@@ -328,4 +401,7 @@ def _run_data(run: Run) -> dict[str, object]:
         if math.isinf(run.concurrency_bound_per_s)
         else run.concurrency_bound_per_s,
         "ratio": run.ratio,
+        "naive_jobs_per_s": run.naive.jobs_per_s,
+        "naive_cpu_ms_per_job": run.naive.cpu_ms_per_job,
+        "worker_over_naive": run.naive_ratio,
     }
