@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import aiohttp
 import orjson
 from aio_pika import DeliveryMode, Message
 
-from bench.harness import PUBLISH_WINDOW, ROUTING_KEYS, Scenario, delete_queues
+from bench.harness import PUBLISH_WINDOW, ROUTING_KEYS, Scenario, connect, delete_queues
 from bench.processes import running_worker
 from bench.procfs import cpu_s, machine_cpu, rss_mb
 from bench.ratelimit import max_in_window
@@ -165,23 +164,10 @@ def _batch(prefix: str, count: int) -> list[tuple[str, str]]:
     return [(ROUTING_KEYS[i % len(ROUTING_KEYS)], f"{prefix}-{i:06d}") for i in range(count)]
 
 
-async def _delete_all(scenario: Scenario) -> None:
-    """The harness's queues plus the follow and wait queues, so nothing is left for the next benchmark."""
-    await delete_queues(scenario)
-    names, settings = scenario.names, scenario.settings
-    queues = [names.follow_queue(rk) for rk in ROUTING_KEYS]
-    queues += [names.follow_wait_queue(wait) for wait in poll_schedule(settings).waits_s]
-    connection = await aio_pika.connect(scenario.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in queues:
-            await channel.queue_delete(queue)
-
-
 async def _declare(scenario: Scenario) -> None:
     """The worker's whole topology, follow queues included, declared before it starts."""
     settings = scenario.settings
-    connection = await aio_pika.connect(scenario.amqp_url)
+    connection = await connect(scenario.amqp_url)
     async with connection:
         channel = await connection.channel()
         await declare_topology(
@@ -283,7 +269,7 @@ async def _run(config: BenchConfig, scenario: Scenario, emulator: Emulator, log_
     results, sampled, marks = Results(), Sampled(), {}
     cpu: dict[str, tuple[float, float, float]] = {}
     describe_keys = set(DESCRIBE_KEYS.values())
-    connection = await aio_pika.connect(scenario.amqp_url)
+    connection = await connect(scenario.amqp_url)
 
     def on_close(_: object, exc: BaseException | None = None) -> None:
         results.lost = exc or ConnectionError("the results consumer's connection closed")
@@ -389,12 +375,12 @@ async def follow(config: BenchConfig, amqp_url: str, emulator: Emulator, log_dir
     lifecycle = {"default": {"duration_s": {"min": config.follow_min_s, "max": config.follow_max_s}}}
     async with aiohttp.ClientSession(raise_for_status=True) as session:
         await (await session.put(f"{emulator.url}/_emulator/lifecycle", data=orjson.dumps(lifecycle))).release()
-    await _delete_all(scenario)
+    await delete_queues(scenario)
     await _declare(scenario)
     try:
         run = await _run(config, scenario, emulator, log_dir)
     finally:
-        await _delete_all(scenario)
+        await delete_queues(scenario)
         await emulator.configure({})  # the reset also puts back the start-up lifecycle
     return _section(config, scenario, run)
 

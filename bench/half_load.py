@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import aio_pika
 import orjson
 
 from bench.harness import (
     ROUTING_KEYS,
     Scenario,
+    connect,
     delete_queues,
     job_ids,
     job_message,
@@ -97,7 +97,7 @@ async def paced_run(
     latencies = Latencies(jobs)
     try:
         async with reading_results(scenario, latencies.arrived), subject() as process:
-            connection = await aio_pika.connect(scenario.amqp_url)
+            connection = await connect(scenario.amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=False)
                 exchange = await channel.get_exchange(scenario.names.jobs_exchange)

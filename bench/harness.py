@@ -24,13 +24,13 @@ from aio_pika import DeliveryMode, Message
 from bench.procfs import cpu_s, machine_cpu, run_queue_wait_s
 from dispatcher.examples import EXAMPLE_PARAMS, example_job
 from dispatcher.settings import Settings
-from dispatcher.topology import Names, declare_topology
+from dispatcher.topology import Names, declare_topology, poll_schedule
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
     from contextlib import AbstractAsyncContextManager
 
-    from aio_pika.abc import AbstractIncomingMessage
+    from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
     from bench.processes import Process
 
@@ -39,6 +39,7 @@ BROKER_HOST = "127.0.0.1:5672"
 PUBLISH_WINDOW = 1000
 """Publishes awaiting their confirm at once while pre-publishing."""
 RABBITMQCTL_TIMEOUT_S = 300
+CONNECT_TIMEOUT_S = 30
 """Adding or deleting a vhost waits for other vhost changes on the node (other test runs, say)."""
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -165,7 +166,7 @@ async def prepare_queues(scenario: Scenario, jobs: list[tuple[str, str]]) -> flo
     """
     await delete_queues(scenario)
     settings = scenario.settings
-    connection = await aio_pika.connect(scenario.amqp_url)
+    connection = await connect(scenario.amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await declare_topology(
@@ -196,13 +197,25 @@ def job_message(routing_key: str, job_id: str) -> Message:
     )
 
 
+async def connect(amqp_url: str) -> AbstractConnection:
+    """A broker connection, or an error if the broker does not answer: a benchmark must not hang on it."""
+    return await aio_pika.connect(amqp_url, timeout=CONNECT_TIMEOUT_S)
+
+
 async def delete_queues(scenario: Scenario) -> None:
-    """Drop the scenario's queues, so the broker carries nothing into the next one."""
-    names = scenario.names
+    """Drop every queue of the scenario, the follow and wait queues its worker declares included.
+
+    RabbitMQ 3.x keeps file handles for every classic queue (three each here) out of a budget
+    set by its open-files limit (927 under the default 1,024): with the ~300 queues a full run
+    used to leave behind, the broker stopped accepting connections, and the run hung.
+    """
+    names, settings = scenario.names, scenario.settings
     queues = [names.job_queue(rk) for rk in ROUTING_KEYS]
     queues += [names.triage, names.dead_queue, names.results_queue]
-    queues += [names.retry_queue(d) for d in scenario.settings.retry_delays]
-    connection = await aio_pika.connect(scenario.amqp_url)
+    queues += [names.retry_queue(d) for d in settings.retry_delays]
+    queues += [names.follow_queue(rk) for rk in ROUTING_KEYS]
+    queues += [names.follow_wait_queue(wait) for wait in poll_schedule(settings).waits_s]
+    connection = await connect(scenario.amqp_url)
     async with connection:
         channel = await connection.channel()
         for queue in queues:
@@ -277,7 +290,7 @@ async def reading_results(
     on_lost: Callable[[BaseException], None] | None = None,
 ) -> AsyncIterator[None]:
     """Hand every result in the scenario's results queue to `on_result` for the block's duration, unacked."""
-    connection = await aio_pika.connect(scenario.amqp_url)
+    connection = await connect(scenario.amqp_url)
 
     def on_close(_: object, exc: BaseException | None = None) -> None:
         if on_lost is not None:
