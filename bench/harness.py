@@ -39,8 +39,9 @@ BROKER_HOST = "127.0.0.1:5672"
 PUBLISH_WINDOW = 1000
 """Publishes awaiting their confirm at once while pre-publishing."""
 RABBITMQCTL_TIMEOUT_S = 300
-CONNECT_TIMEOUT_S = 30
 """Adding or deleting a vhost waits for other vhost changes on the node (other test runs, say)."""
+CONNECT_TIMEOUT_S = 30
+"""A broker that accepts TCP but never answers the AMQP header must fail a benchmark, not hang it."""
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",

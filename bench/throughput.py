@@ -137,40 +137,51 @@ async def run_worker(
     def subject() -> contextlib.AbstractAsyncContextManager[Process]:
         return running_worker(scenario, emulator, log_dir, name=name, profile_path=profile_path)
 
-    return await drain(scenario, job_ids(scenario.prefix, ROUTING_KEYS, jobs), subject, timeout_s=drain_timeout_s(jobs))
+    return await _drain_jobs(scenario, jobs, subject)
 
 
 async def run_bare_amqp(scenario: Scenario, jobs: int, log_dir: Path) -> Drained:
     """Bound (b): the bare aio-pika loop draining the same number of jobs."""
-
-    @contextlib.asynccontextmanager
-    async def subject() -> AsyncIterator[Process]:
-        ready = log_dir / "bare-amqp.ready"
-        ready.unlink(missing_ok=True)
-        args = ["--url", scenario.amqp_url, "--prefix", scenario.prefix, "--concurrency", str(scenario.concurrency)]
-        process = Process("bare-amqp", ["-m", "bench.bare_amqp", *args, "--ready", str(ready)], {}, log_dir)
-        try:
-            await wait_file(ready, process)
-            yield process
-        finally:
-            await process.stop()
-
-    return await drain(scenario, job_ids(scenario.prefix, ROUTING_KEYS, jobs), subject, timeout_s=drain_timeout_s(jobs))
+    subject = _until_ready("bare-amqp", "bench.bare_amqp", _loop_args(scenario), {}, log_dir)
+    return await _drain_jobs(scenario, jobs, subject)
 
 
 def naive_loop(
     scenario: Scenario, emulator: Emulator, jobs: int, log_dir: Path
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[Process]]:
     """(c), `bench.bare_loop`, consuming the queues of `scenario` once its consumers are attached."""
+    args = [*_loop_args(scenario), "--jobs", str(jobs)]
+    env = {**AWS_ENV, "AWS_ENDPOINT_URL": emulator.url}
+    return _until_ready("bare-loop", "bench.bare_loop", args, env, log_dir)
+
+
+async def run_naive_loop(scenario: Scenario, emulator: Emulator, jobs: int, log_dir: Path) -> Drained:
+    """(c): the naive loop draining `jobs` pre-published jobs, as the worker does."""
+    return await _drain_jobs(scenario, jobs, naive_loop(scenario, emulator, jobs, log_dir))
+
+
+async def _drain_jobs(
+    scenario: Scenario, jobs: int, subject: Callable[[], contextlib.AbstractAsyncContextManager[Process]]
+) -> Drained:
+    """`jobs` pre-published jobs over the five operations, drained by what `subject` starts."""
+    return await drain(scenario, job_ids(scenario.prefix, ROUTING_KEYS, jobs), subject, timeout_s=drain_timeout_s(jobs))
+
+
+def _loop_args(scenario: Scenario) -> list[str]:
+    """The flags every bare loop takes: the broker, the scenario's names and its prefetch."""
+    return ["--url", scenario.amqp_url, "--prefix", scenario.prefix, "--concurrency", str(scenario.concurrency)]
+
+
+def _until_ready(
+    name: str, module: str, args: list[str], env: dict[str, str], log_dir: Path
+) -> Callable[[], contextlib.AbstractAsyncContextManager[Process]]:
+    """A bare loop's process, yielded once it has created its `--ready` file, stopped after the block."""
 
     @contextlib.asynccontextmanager
     async def subject() -> AsyncIterator[Process]:
-        ready = log_dir / "bare-loop.ready"
+        ready = log_dir / f"{name}.ready"
         ready.unlink(missing_ok=True)
-        args = ["--url", scenario.amqp_url, "--prefix", scenario.prefix, "--concurrency", str(scenario.concurrency)]
-        args += ["--jobs", str(jobs), "--ready", str(ready)]
-        env = {**AWS_ENV, "AWS_ENDPOINT_URL": emulator.url}
-        process = Process("bare-loop", ["-m", "bench.bare_loop", *args], env, log_dir)
+        process = Process(name, ["-m", module, *args, "--ready", str(ready)], env, log_dir)
         try:
             await wait_file(ready, process)
             yield process
@@ -178,12 +189,6 @@ def naive_loop(
             await process.stop()
 
     return subject
-
-
-async def run_naive_loop(scenario: Scenario, emulator: Emulator, jobs: int, log_dir: Path) -> Drained:
-    """(c): the naive loop draining `jobs` pre-published jobs, as the worker does."""
-    subject = naive_loop(scenario, emulator, jobs, log_dir)
-    return await drain(scenario, job_ids(scenario.prefix, ROUTING_KEYS, jobs), subject, timeout_s=drain_timeout_s(jobs))
 
 
 async def run_bare_aws(emulator: Emulator, jobs: int, concurrency: int, log_dir: Path, *, name: str) -> BareAws:
