@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bench import follow, half_load, memory, ratelimit, redis_cost, throughput
 from bench.config import from_args, parser
+from bench.cpus import CpuPlan, pinned
 from bench.harness import Scenario, bench_vhost, lost_broker, wait_for_broker
 from bench.processes import running_emulator
 from bench.profile import profile_worker
@@ -30,14 +31,16 @@ if TYPE_CHECKING:
     from bench.processes import Emulator
 
 
-def cpu_note() -> str:
+def cpu_note(plan: CpuPlan) -> str:
     """The caveat every figure carries on a small machine."""
     cpus = os.cpu_count() or 1
+    if plan.active:
+        return f"This machine has {cpus} CPU core(s). {plan.describe()}"
     return (
         f"This machine has {cpus} CPU core(s). The worker, the emulator (its own process) and RabbitMQ all run on "
         "it, so the emulator and the broker compete with the worker for CPU: the figures are lower than what a "
         "worker with a core of its own would reach. The ratios are measured in one run, so machine noise "
-        "largely cancels."
+        f"largely cancels. {plan.describe()}"
     )
 
 
@@ -145,7 +148,7 @@ class Bench:
         return [throughput.latency_section(runs)]
 
 
-async def main_async(config: BenchConfig, command: str) -> int:
+async def main_async(config: BenchConfig, command: str, plan: CpuPlan) -> int:
     """Set up the vhost and the emulator, run, write the results; 1 if a benchmark failed."""
     started = time.monotonic()
     log_dir = config.out_dir / "logs"
@@ -154,7 +157,7 @@ async def main_async(config: BenchConfig, command: str) -> int:
             bench = Bench(config, amqp_url, emulator, log_dir)
             await bench.run()
     duration_s = time.monotonic() - started
-    summary = Section("Conditions", ["note"], [[cpu_note()]])
+    summary = Section("Conditions", ["note"], [[cpu_note(plan)]])
     md_path, json_path = write([summary, *bench.sections], config, command, duration_s)
     where = display_path(md_path.parent)
     console.print(f"\nwrote {md_path.name} and {json_path.name} to {where}/ ({duration_s:.0f} s in all)")
@@ -172,8 +175,9 @@ def main() -> int:
     config = from_args(args)
     command = redact(shlex.join(["uv", "run", "python", "-m", "bench", *sys.argv[1:]]))
     console.print(f"[bold]reproduce with:[/bold] {command}", highlight=False)
-    console.print(cpu_note(), highlight=False)
-    return asyncio.run(main_async(config, command))
+    with pinned(config.pin) as plan:
+        console.print(cpu_note(plan), highlight=False)
+        return asyncio.run(main_async(config, command, plan))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from bench.cpus import MODES
+
 BENCHMARKS = ("throughput", "halfload", "latency", "redis", "ratelimit", "adaptation", "memory", "follow")
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -47,6 +49,7 @@ class BenchConfig:
     follow_burst: int = 50
     follow_timeout_s: float = 900.0
     follow_start_ratio: float = 0.9
+    pin: str = "auto"
     only: tuple[str, ...] = BENCHMARKS
     out_dir: Path = RESULTS_DIR
 
@@ -85,6 +88,8 @@ HELP = {
     "follow_burst": "burst of that Describe limit, in the worker and at the emulator",
     "follow_timeout_s": "how long after publishing the followed jobs to wait for their completions",
     "follow_start_ratio": "start throughput while following over before that passes",
+    "pin": "auto (with 2 CPUs or more), on or off: the measured process alone on the last CPU, "
+    "the broker, the emulator and the driver on the others (bench/cpus.py)",
     "only": f"benchmarks to run, comma-separated: {','.join(BENCHMARKS)}",
     "out_dir": "where the Markdown and JSON results go",
 }
@@ -148,4 +153,6 @@ def from_args(args: argparse.Namespace) -> BenchConfig:
         values[item.name] = given
     if values.get("profile", "auto") not in {"auto", "always", "never"}:
         raise SystemExit("--profile takes auto, always or never")
+    if values.get("pin", "auto") not in MODES:
+        raise SystemExit(f"--pin takes {', '.join(MODES)}")
     return BenchConfig(**values)  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from bench.cpus import pin_measured
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
     from pathlib import Path
@@ -36,7 +38,10 @@ def free_port() -> int:
 class Process:
     """A child process with its output in a log file; stopped with SIGTERM, killed if it hangs."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path, *, measured: bool = False
+    ) -> None:
+        """`measured`: a worker or bare loop whose CPU and rate are the figures; it gets the measured CPU."""
         self.name = name
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}.log"
@@ -44,6 +49,8 @@ class Process:
             self._popen = subprocess.Popen(
                 [sys.executable, *args], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
             )
+        if measured:
+            pin_measured(self._popen.pid)  # before the interpreter has started any thread of its own
 
     @property
     def pid(self) -> int:
@@ -164,7 +171,7 @@ async def running_worker(
     """`python -m dispatcher run` for the scenario, ready to consume; drained and stopped afterwards."""
     http_port = free_port()
     command = ["-m", "bench.profiled", str(profile_path)] if profile_path is not None else ["-m", "dispatcher"]
-    worker = Process(name, [*command, "run"], scenario.worker_env(emulator.url, http_port), log_dir)
+    worker = Process(name, [*command, "run"], scenario.worker_env(emulator.url, http_port), log_dir, measured=True)
     try:
         await wait_http(f"http://127.0.0.1:{http_port}/readyz", worker)
         if profile_path is not None:

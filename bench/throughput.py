@@ -181,7 +181,7 @@ def _until_ready(
     async def subject() -> AsyncIterator[Process]:
         ready = log_dir / f"{name}.ready"
         ready.unlink(missing_ok=True)
-        process = Process(name, ["-m", module, *args, "--ready", str(ready)], env, log_dir)
+        process = Process(name, ["-m", module, *args, "--ready", str(ready)], env, log_dir, measured=True)
         try:
             await wait_file(ready, process)
             yield process
@@ -196,7 +196,7 @@ async def run_bare_aws(emulator: Emulator, jobs: int, concurrency: int, log_dir:
     out = log_dir / f"{name}.json"
     env = {**AWS_ENV, "AWS_ENDPOINT_URL": emulator.url}
     args = ["-m", "bench.bare_aws", "--jobs", str(jobs), "--concurrency", str(concurrency), "--out", str(out)]
-    process = Process(name, args, env, log_dir)
+    process = Process(name, args, env, log_dir, measured=True)
     code = await process.wait(timeout_s=drain_timeout_s(jobs))
     if code != 0:
         msg = f"the bare aiobotocore loop failed:\n{process.tail()}"
