@@ -23,7 +23,7 @@ format:
 	$(UV) run ruff format .
 
 typecheck:
-	$(UV) run mypy dispatcher
+	$(UV) run mypy dispatcher bench
 
 generate:
 	$(UV) run python tools/generate_params.py

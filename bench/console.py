@@ -17,6 +17,7 @@ import resource
 import socket
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import aio_pika
 import aiohttp
@@ -34,6 +35,9 @@ from dispatcher.settings import Settings
 from dispatcher.settle import dead_letter_headers
 from dispatcher.stamps import Stamper
 from dispatcher.topology import Names, declare_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PUBLISH_WINDOW = 2000
 ERRORS = (
@@ -82,7 +86,7 @@ async def measure(settings: Settings, letters: int, requests: int) -> None:
     base = f"http://127.0.0.1:{port}"
     rng = random.Random(7)  # noqa: S311 - which pages to ask for, not a secret
     pages = letters // 50
-    paths = [
+    paths: list[Callable[[], str]] = [
         lambda: f"/letters?page={rng.randint(1, pages)}",
         lambda: f"/letters?category=rejected&page={rng.randint(1, pages // 2)}",
         lambda: f"/letters?job_id=bench-{rng.randrange(letters):06d}",

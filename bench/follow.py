@@ -457,7 +457,7 @@ def _section(config: BenchConfig, scenario: Scenario, run: Run) -> Section:  # n
     )
 
     throttled_total = describe_total = 0
-    per_op: dict[str, dict[str, float]] = {}
+    per_op: dict[str, dict[str, float | list[int]]] = {}
     for describe_key in DESCRIBE_KEYS.values():
         calls = [call for call in sampled.calls.values() if call[0] == describe_key]
         times = sorted(call[1] for call in calls)
@@ -472,12 +472,13 @@ def _section(config: BenchConfig, scenario: Scenario, run: Run) -> Section:  # n
         for moment in times:
             per_second[int(moment - times[0])] = per_second.get(int(moment - times[0]), 0) + 1
         at_limit = sum(1 for count in per_second.values() if count >= LIMIT_SHARE * rate)
+        mean_per_s = len(calls) / span if span else 0.0
         per_op[describe_key] = {
             "calls": len(calls),
             "throttled": throttled,
             "busiest_1s": busiest_1s,
             "busiest_60s_per_s": steady,
-            "mean_per_s": len(calls) / span if span else 0.0,
+            "mean_per_s": mean_per_s,
             "span_s": span,
             "seconds_at_limit": at_limit,
             "per_second": [per_second.get(second, 0) for second in range(int(span) + 1)],
@@ -490,8 +491,7 @@ def _section(config: BenchConfig, scenario: Scenario, run: Run) -> Section:  # n
         )
         section.add(
             f"  calls, throttled by the emulator, mean calls/s over {span:.0f} s, seconds at the limit",
-            f"{len(calls):,}, {throttled / len(calls) if calls else 0:.2%}, {per_op[describe_key]['mean_per_s']:.1f}, "
-            f"{at_limit}",
+            f"{len(calls):,}, {throttled / len(calls) if calls else 0:.2%}, {mean_per_s:.1f}, {at_limit}",
             "",
             "",
         )

@@ -12,6 +12,7 @@ dispatcher adds to a job's latency.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -130,11 +131,9 @@ async def half_load(
     runs: list[Paced] = []
     for name in ("worker", "naive loop"):
         scenario = Scenario(amqp_url, "half" + name.replace(" ", ""), config.concurrency)
+        subject: Callable[[], AbstractAsyncContextManager[Process]]
         if name == "worker":
-
-            def subject(scenario: Scenario = scenario) -> AbstractAsyncContextManager[Process]:
-                return running_worker(scenario, emulator, log_dir, name="worker-half-load")
-
+            subject = functools.partial(running_worker, scenario, emulator, log_dir, name="worker-half-load")
         else:
             subject = naive_loop(scenario, emulator, jobs, log_dir)
         latencies, cpu_used, achieved = await paced_run(scenario, jobs, rate, subject)

@@ -48,7 +48,7 @@ class Probe:
                     self._task = asyncio.get_running_loop().create_task(self._sample())
             return await publish(channel, *args, **kwargs)
 
-        aiormq.channel.Channel.basic_publish = noted  # type: ignore[method-assign]
+        aiormq.channel.Channel.basic_publish = noted  # type: ignore[method-assign,assignment]
 
     async def _sample(self) -> None:
         while True:
