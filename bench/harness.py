@@ -331,6 +331,8 @@ class Drained:
     """Median time from a result's publish to it being read from the results queue."""
     cpu_s: float
     """CPU the consuming process used from ready to the last result."""
+    results_measured: int
+    """Results read back while `cpu_s` was measured: a process takes jobs before it says it is ready."""
     wall_s: float
     """Wall time over which `cpu_s` was measured."""
     machine_busy: float
@@ -340,8 +342,8 @@ class Drained:
 
     @property
     def cpu_ms_per_job(self) -> float:
-        """CPU per job of the consuming process."""
-        return self.cpu_s / self.results * 1000 if self.results else 0.0
+        """CPU per job of the consuming process, over the jobs it finished while its CPU was measured."""
+        return self.cpu_s / self.results_measured * 1000 if self.results_measured else 0.0
 
     @property
     def cpu_share(self) -> float:
@@ -373,7 +375,7 @@ async def drain(
     try:
         async with collect_results(scenario, len(jobs)) as collected, subject() as process:
             cpu_before, wall_before, machine_before = cpu_s(process.pid), time.monotonic(), machine_cpu()
-            wait_before = run_queue_wait_s(process.pid)
+            wait_before, results_before = run_queue_wait_s(process.pid), len(collected.outcomes)
             timed_out = not await _wait_done(collected, process, timeout_s)
             cpu_used, wall = cpu_s(process.pid) - cpu_before, time.monotonic() - wall_before
             machine_after, wait_after = machine_cpu(), run_queue_wait_s(process.pid)
@@ -389,6 +391,7 @@ async def drain(
         handling_ms=_median_ms(collected.handling_s),
         delivery_ms=_median_ms(collected.delivery_s),
         cpu_s=cpu_used,
+        results_measured=len(collected.outcomes) - results_before,
         wall_s=wall,
         machine_busy=(machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1]),
         run_queue_wait_s=None if wait_before is None or wait_after is None else wait_after - wait_before,
