@@ -21,14 +21,14 @@ import statistics
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import uvloop
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import xform_name
 
-from bench.bare_aws import REGION, decoded_jobs
+from bench.bare_aws import REGION, client_config, decoded_jobs
 from bench.harness import AWS_ENV
 from bench.processes import running_emulator
 from bench.report import Section
@@ -47,19 +47,13 @@ if TYPE_CHECKING:
     Call = Callable[[Job], Awaitable[object]]
 
 
-def _config(**extra: Any) -> AioConfig:
-    return AioConfig(
-        retries={"total_max_attempts": 1}, max_pool_connections=IN_FLIGHT, connect_timeout=5, read_timeout=30, **extra
-    )
-
-
 async def _plain(stack: AsyncExitStack) -> Call:
     session, clients = get_session(), {}
 
     async def call(job: Job) -> object:
         service = job.operation.service
         if service not in clients:
-            client = session.create_client(service, region_name=REGION, config=_config())
+            client = session.create_client(service, region_name=REGION, config=client_config(IN_FLIGHT))
             clients[service] = await stack.enter_async_context(client)
         return await getattr(clients[service], xform_name(job.operation.name))(**job.request)
 
@@ -90,15 +84,14 @@ VARIANTS: dict[str, Callable[[AsyncExitStack], Awaitable[Call]]] = {
 }
 
 
-def _jobs(count: int, prefix: str = "awscall") -> list[Job]:
-    return [job for batch in decoded_jobs(count, prefix).values() for job in batch]
-
-
-async def _cpu_ms_per_call(make: Callable[[AsyncExitStack], Awaitable[Call]], jobs: list[Job]) -> float:
+async def _cpu_ms_per_call(make: Callable[[AsyncExitStack], Awaitable[Call]], batches: dict[str, list[Job]]) -> float:
+    """CPU per call over every job; each operation's first calls are made once before, unmeasured."""
+    jobs = [job for batch in batches.values() for job in batch]
     async with AsyncExitStack() as stack:
         call = await make(stack)
-        for job in jobs[: WARM_UP_CALLS * 5]:
-            await call(job)
+        for batch in batches.values():
+            for job in batch[:WARM_UP_CALLS]:
+                await call(job)
         measured = iter(jobs)
 
         async def caller() -> None:
@@ -115,7 +108,7 @@ async def run(calls: int, rounds: int) -> Section:
     cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for number in range(rounds):
         for index, (name, make) in enumerate(VARIANTS.items()):
-            cpu[name].append(await _cpu_ms_per_call(make, _jobs(calls, f"awscall{number}v{index}")))
+            cpu[name].append(await _cpu_ms_per_call(make, decoded_jobs(calls, f"awscall{number}v{index}")))
     section = Section(
         f"CPU per AWS call: {calls:,} calls over 5 operations, {IN_FLIGHT} in flight, {rounds} interleaved rounds",
         ["client", "CPU ms per call, median", "range", "over plain"],

@@ -39,15 +39,20 @@ def decoded_jobs(count: int, prefix: str = "bare") -> dict[str, list[Job]]:
     return jobs
 
 
-async def run(count: int, concurrency: int) -> dict[str, Any]:
-    """Make every call, `concurrency` at once per operation; returns the figures."""
-    jobs = decoded_jobs(count)
-    config = AioConfig(
+def client_config(pool_connections: int) -> AioConfig:
+    """The worker's client config (`dispatcher.aws.AwsClients`): botocore's retries off, its timeouts."""
+    return AioConfig(
         retries={"total_max_attempts": 1},
-        max_pool_connections=concurrency * len(ROUTING_KEYS),
+        max_pool_connections=pool_connections,
         connect_timeout=5,
         read_timeout=30,
     )
+
+
+async def run(count: int, concurrency: int) -> dict[str, Any]:
+    """Make every call, `concurrency` at once per operation; returns the figures."""
+    jobs = decoded_jobs(count)
+    config = client_config(concurrency * len(ROUTING_KEYS))
     errors = 0
     async with AsyncExitStack() as stack:
         session = get_session()

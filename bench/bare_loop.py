@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import uvloop
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import xform_name
 
 from bench.bare_amqp import publish_result_and_ack
-from bench.bare_aws import REGION, decoded_jobs
+from bench.bare_aws import REGION, client_config, decoded_jobs
 from bench.harness import ROUTING_KEYS
 
 if TYPE_CHECKING:
@@ -44,12 +43,7 @@ async def serve(url: str, prefix: str, concurrency: int, jobs: dict[str, Job], r
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    config = AioConfig(
-        retries={"total_max_attempts": 1},
-        max_pool_connections=concurrency * len(ROUTING_KEYS),
-        connect_timeout=5,
-        read_timeout=CALL_TIMEOUT_S,
-    )
+    config = client_config(concurrency * len(ROUTING_KEYS))
     async with AsyncExitStack() as stack:
         session = get_session()
         clients = {
